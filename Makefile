@@ -1,0 +1,42 @@
+# DSPEx developer entry points. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+PACKAGES := libs/dspex_kernel libs/dspex_simlm
+LINT_PATHS := libs services contracts tests bench examples
+TYPED_PATHS := libs/dspex_kernel/src libs/dspex_simlm/src
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+
+.PHONY: setup lint test test-fast demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/bootstrap.txt requirements/dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/bootstrap.txt
+	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet --require-hashes requirements/dev.txt
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
+	touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(TYPED_PATHS)
+
+test: lint
+	$(VENV)/bin/pytest
+
+test-fast: setup
+	$(VENV)/bin/pytest -m unit
+
+demo: setup
+	$(PY) examples/kernel_demo.py
+
+bench: setup
+	$(PY) bench/evaluate_throughput.py
+	$(PY) bench/kernel_overhead.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
