@@ -25,6 +25,7 @@ from dspex_kernel import (
     evaluate,
     load_examples,
 )
+from dspex_simlm import PRICES
 from dspex_simlm.testing import SimLMProcess
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "math_qa"
@@ -35,7 +36,8 @@ async def run(args: argparse.Namespace, api_base: str) -> list[float]:
     data = (load_examples(EXAMPLE / "test.jsonl") * 10)[: args.examples]
     # No cache: every example must reach the LM. Distinct rollouts per round keep the
     # simulated LM honest even if a cache sat in between.
-    runtime = Runtime(LMClient(endpoint=Endpoint(api_base=api_base, api_key="sk-sim")))
+    client = LMClient(endpoint=Endpoint(api_base=api_base, api_key="sk-sim"), prices=PRICES)
+    runtime = Runtime(client)
     await evaluate(spec, data[:20], "numeric", runtime=runtime, concurrency=args.concurrency)
     walls = []
     for _ in range(args.rounds):

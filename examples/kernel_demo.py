@@ -21,6 +21,7 @@ from dspex_kernel import (
     evaluate,
     load_examples,
 )
+from dspex_simlm import PRICES
 from dspex_simlm.testing import SimLMProcess
 
 HERE = Path(__file__).resolve().parent / "math_qa"
@@ -34,6 +35,7 @@ async def main() -> int:
         client = LMClient(
             endpoint=Endpoint(api_base=sim.api_base, api_key="sk-simulated"),
             cache=InMemoryLRUCache(),
+            prices=PRICES,
         )
         runtime = Runtime(client)
         print(

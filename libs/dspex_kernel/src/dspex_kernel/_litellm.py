@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ from .lm import Endpoint, LMRequest, RawCompletion
 
 _litellm: Any = None
 _load_lock = threading.Lock()
+_prices: dict[str, tuple[float, float]] = {}
 
 # Kept short: exception texts end up in events and logs.
 _MAX_MESSAGE_CHARS = 500
@@ -45,8 +47,40 @@ def load_litellm() -> Any:
             litellm.drop_params = True
             # Caching is the LM client's job; a second cache would hide our accounting.
             litellm.cache = None
+            _register(litellm, _prices)
             _litellm = litellm
     return _litellm
+
+
+def register_prices(prices: Mapping[str, tuple[float, float]]) -> None:
+    """Tell litellm the price (USD per 1M prompt and completion tokens) of models it does
+    not know, so it prices their calls and finds them in its model map at once (an unknown
+    model costs every call a slow search of that map). litellm's map is process-wide."""
+    with _load_lock:
+        _prices.update(prices)
+        if _litellm is not None:
+            _register(_litellm, prices)
+
+
+def _register(litellm: Any, prices: Mapping[str, tuple[float, float]]) -> None:
+    if not prices:
+        return
+    entries = {
+        model: {
+            "input_cost_per_token": prompt / 1_000_000,
+            "output_cost_per_token": completion / 1_000_000,
+            "litellm_provider": model.split("/", 1)[0] if "/" in model else "openai",
+            "mode": "chat",
+        }
+        for model, (prompt, completion) in prices.items()
+    }
+    quiet = logging.getLogger("LiteLLM")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it warns that custom models lack cache-token prices
+    try:
+        litellm.register_model(entries)
+    finally:
+        quiet.setLevel(level)
 
 
 async def litellm_completion(
@@ -87,17 +121,20 @@ def _to_raw(litellm: Any, response: Any, model: str) -> RawCompletion:
     choice = choices[0]
     message = getattr(choice, "message", None)
     usage = getattr(response, "usage", None)
-    try:
-        cost = float(litellm.completion_cost(completion_response=response) or 0.0)
-    except Exception:
-        cost = 0.0  # litellm has no price for this model (e.g. a self-hosted one)
+    # litellm prices every response while logging it; pricing it again costs ~1 ms a call.
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    if cost is None:
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:
+            cost = 0.0  # litellm has no price for this model (e.g. a self-hosted one)
     return RawCompletion(
         text=getattr(message, "content", None) or "",
         model=getattr(response, "model", None) or model,
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         finish_reason=getattr(choice, "finish_reason", None),
-        cost_usd=cost,
+        cost_usd=float(cost or 0.0),
     )
 
 

@@ -135,7 +135,7 @@ class LMClient:
       ``backoff_max_s`` is not waited for here: the error is raised at once so that the
       caller (message redelivery) can wait without holding a worker.
     - ``prices`` (USD per 1M prompt and completion tokens, by model string) price calls
-      whose transport reports a cost of 0.
+      whose transport reports a cost of 0; the litellm transport is told them too.
     - ``timeout_s`` is passed to the transport, which enforces it per attempt.
     """
 
@@ -158,8 +158,9 @@ class LMClient:
             raise ValueError("retries and back-off must be >= 0 and timeout_s > 0")
         if transport is None:
             # Imported here, not at the top: _litellm imports this module's types.
-            from ._litellm import litellm_completion
+            from ._litellm import litellm_completion, register_prices
 
+            register_prices(prices or {})
             transport = litellm_completion
         self._endpoint = endpoint or Endpoint()
         self._endpoints = dict(endpoints or {})

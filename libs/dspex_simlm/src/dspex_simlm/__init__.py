@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import MODEL_SKILL, SimConfig
+from .config import MODEL_SKILL, PRICES, SimConfig
 from .testing import SimLMProcess, SimLMStartError, get_stats, reset_stats, set_config
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODEL_SKILL",
+    "PRICES",
     "SimConfig",
     "SimLMProcess",
     "SimLMStartError",

@@ -10,6 +10,13 @@ from typing import Any
 READY_PREFIX = "DSPEX_SIMLM_READY"
 FAULT_KINDS = ("429", "500", "timeout", "malformed")
 MODEL_SKILL = {"sim-small": 0.35, "sim-base": 0.55, "sim-large": 0.75}
+# Nominal list prices (USD per 1M prompt and completion tokens) so that cost accounting and
+# cost budgets have something real to count; abler models cost more, as they do in life.
+PRICES = {
+    "openai/sim-small": (0.15, 0.60),
+    "openai/sim-base": (0.50, 1.50),
+    "openai/sim-large": (2.50, 10.00),
+}
 # Fields that POST /admin/config may change while the server runs.
 MUTABLE_FIELDS = (
     "latency_ms",
