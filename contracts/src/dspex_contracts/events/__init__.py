@@ -1,0 +1,1 @@
+"""Every event of DSPEx's public API, one module per conversation."""
