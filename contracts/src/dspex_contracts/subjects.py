@@ -20,6 +20,10 @@ RUN_RESUME = "dspex.run.resume.v1"
 RUN_CANCEL = "dspex.run.cancel.v1"
 DEAD_LETTER = "dspex.deadletter.v1"
 
+# Request/reply (core NATS, not stored): a synchronous execution. Outside `dspex.exec.>` on
+# purpose, or the stream would answer the request with its PubAck.
+EXEC_CALL = "dspex.rpc.exec.v1"
+
 # JetStream streams and the subjects each one stores. Work subjects are consumed by durable
 # pull consumers shared by all replicas of a service.
 STREAMS: dict[str, tuple[str, ...]] = {

@@ -1,9 +1,8 @@
-"""Unit tests of the response-cache port (a contract every backend must pass), the in-memory
-LRU, and the cache key shared by all backends."""
+"""Unit tests of the response-cache port (the contract every backend must pass, shared from
+``dspex_kernel.testing``), the in-memory LRU, and the cache key shared by all backends."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 
@@ -11,61 +10,14 @@ import pytest
 
 from dspex_kernel.cache import InMemoryLRUCache, ResponseCache, cache_key
 from dspex_kernel.errors import LMBadRequestError
-from dspex_kernel.lm import LMRequest, LMResponse, Usage
+from dspex_kernel.testing import ResponseCacheContract
+from dspex_kernel.testing import cache_test_request as request
+from dspex_kernel.testing import cache_test_response as response
 
 pytestmark = pytest.mark.unit
 
 # The token charset NATS KV accepts for keys.
 NATS_KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
-
-
-def response(text: str = "Paris") -> LMResponse:
-    return LMResponse(text, "openai/sim-base", Usage(1, 0, 10, 2, 0.001), 0.05, False, "stop")
-
-
-def request(**overrides: object) -> LMRequest:
-    fields: dict[str, object] = {
-        "model": "openai/sim-base",
-        "messages": [
-            {"role": "system", "content": "Answer briefly."},
-            {"role": "user", "content": "capital of France?"},
-        ],
-        "temperature": 0.7,
-        "max_tokens": 256,
-        "response_format": {"type": "json_object"},
-        "extra": {"seed": 1, "rollout_id": 3},
-    }
-    fields.update(overrides)
-    return LMRequest(**fields)  # type: ignore[arg-type]
-
-
-class ResponseCacheContract:
-    """The invariants of :class:`ResponseCache`; subclass with a ``cache`` fixture to run
-    them against another backend."""
-
-    @pytest.fixture
-    def cache(self) -> ResponseCache:
-        raise NotImplementedError
-
-    async def test_missing_key_is_none(self, cache: ResponseCache) -> None:
-        assert await cache.get(cache_key(request())) is None
-
-    async def test_get_returns_what_was_put(self, cache: ResponseCache) -> None:
-        key = cache_key(request())
-        await cache.put(key, response())
-        assert await cache.get(key) == response()
-
-    async def test_keys_do_not_mix(self, cache: ResponseCache) -> None:
-        a, b = cache_key(request(temperature=0.0)), cache_key(request(temperature=1.0))
-        await cache.put(a, response("A"))
-        await cache.put(b, response("B"))
-        assert (await cache.get(a), await cache.get(b)) == (response("A"), response("B"))
-
-    async def test_concurrent_puts_of_one_key_are_harmless(self, cache: ResponseCache) -> None:
-        key = cache_key(request())
-        candidates = [response(f"answer {i}") for i in range(10)]
-        await asyncio.gather(*(cache.put(key, r) for r in candidates))
-        assert await cache.get(key) in candidates
 
 
 class TestInMemoryLRUCache(ResponseCacheContract):

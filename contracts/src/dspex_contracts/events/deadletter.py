@@ -11,6 +11,8 @@ from ..envelope import Envelope, Strict
 
 
 class DeadLetteredPayload(Strict):
+    """A message given up on, the reason, and where to find the original."""
+
     subject: str = Field(
         description="Subject the message arrived on.", examples=["dspex.exec.requested.v1"]
     )

@@ -1,0 +1,1 @@
+"""Adapters of the kernel service: where programs come from, and the LM client."""

@@ -1,0 +1,77 @@
+"""Composition root of the kernel service: settings → runtime, program store, LM client,
+subscribers. No work happens at import time; connections open in the app's lifespan."""
+
+from __future__ import annotations
+
+from faststream.asgi import AsgiFastStream
+from opentelemetry.sdk.trace import TracerProvider
+
+from dspex_contracts import ExecuteCompleted, ExecuteFailed, ExecuteRequested, subjects
+from dspex_kernel import LM, Runtime
+from dspex_runtime.errors import DeadLetter
+from dspex_runtime.service import Delivery, ServiceRuntime
+
+from . import handlers
+from .adapters.lm import build_lm_client
+from .adapters.programs import (
+    DirectoryProgramStore,
+    InMemoryProgramStore,
+    ProgramStore,
+    UnknownProgramError,
+)
+from .settings import KernelSettings
+
+
+def create_app(
+    settings: KernelSettings | None = None,
+    *,
+    programs: ProgramStore | None = None,
+    lm: LM | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> tuple[ServiceRuntime, AsgiFastStream]:
+    """Build the kernel service. ``programs``, ``lm`` and ``tracer_provider`` replace the
+    configured ones (tests inject fakes, a stub transport or an in-memory exporter)."""
+    settings = settings or KernelSettings()
+    service = ServiceRuntime(settings, tracer_provider=tracer_provider)
+    if programs is None:
+        programs = (
+            DirectoryProgramStore(settings.programs_dir)
+            if settings.programs_dir
+            else InMemoryProgramStore()
+        )
+    state: dict[str, Runtime] = {}
+    store = programs
+
+    async def start_lm() -> None:
+        client: LM | None = lm
+        if client is None:
+            cache = None
+            if settings.lm_cache == "nats":
+                from dspex_runtime.kv_cache import NatsKVCache
+
+                cache = await NatsKVCache.create(service.broker.config.connection_state.stream)
+            client = build_lm_client(settings, cache)
+        state["runtime"] = Runtime(client, model=settings.lm_model)
+
+    @service.consumer(ExecuteRequested, durable=settings.durable)
+    async def on_execute(event: ExecuteRequested, delivery: Delivery) -> None:
+        last = delivery.deliveries >= settings.max_deliver
+        try:
+            answer = await handlers.execute_request(
+                event, programs=store, runtime=state["runtime"], retry_transient=not last
+            )
+        except UnknownProgramError as e:
+            await service.publish(handlers.failed(event, e))
+            raise DeadLetter("unknown_program", e.message) from e
+        await service.publish(answer)
+
+    @service.responder(ExecuteRequested, subject=subjects.EXEC_CALL, queue=settings.durable)
+    async def on_call(event: ExecuteRequested) -> ExecuteCompleted | ExecuteFailed:
+        try:
+            return await handlers.execute_request(
+                event, programs=store, runtime=state["runtime"], retry_transient=False
+            )
+        except UnknownProgramError as e:
+            return handlers.failed(event, e)
+
+    return service, service.asgi_app(on_startup=[start_lm])
