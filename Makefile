@@ -37,6 +37,7 @@ demo: setup
 bench: setup
 	$(PY) bench/evaluate_throughput.py
 	$(PY) bench/kernel_overhead.py
+	$(PY) bench/exec_roundtrip.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -103,3 +103,33 @@ async def test_ensure_streams_brings_an_existing_stream_up_to_date(
     info = await js.stream_info("DSPEX_EXEC")
     await nc.close()
     assert info.config.duplicate_window == 900
+
+
+def _user_nkey_seed() -> bytes:
+    """A fresh user NKey seed, encoded the way `nk -gen user` writes it."""
+    import os
+
+    import nkeys
+
+    return bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
+
+
+@pytest.mark.integration
+async def test_nkey_auth(tmp_path: Path) -> None:
+    import nkeys
+
+    seed = _user_nkey_seed()
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "kernel.nk"
+    seed_file.write_bytes(seed)
+    async with NatsServer(users=[{"nkey": public}]) as server:
+        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+            await nats.connect(server.url, allow_reconnect=False)
+        runtime = ServiceRuntime(
+            ServiceSettings(nats_url=server.url, nats_nkey_seed_file=seed_file)
+        )
+        try:
+            await runtime.ensure_streams()
+            await runtime.publish(request("ok"))
+        finally:
+            await runtime.broker.stop()
