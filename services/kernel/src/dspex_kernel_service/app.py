@@ -12,11 +12,11 @@ from dspex_runtime.errors import DeadLetter
 from dspex_runtime.service import Delivery, ServiceRuntime
 
 from . import handlers
-from .adapters.lm import build_lm_client
+from .adapters.lm import build_runtime
 from .adapters.programs import (
     DirectoryProgramStore,
-    InMemoryProgramStore,
     ProgramStore,
+    RegistryProgramStore,
     UnknownProgramError,
 )
 from .settings import KernelSettings
@@ -33,25 +33,27 @@ def create_app(
     configured ones (tests inject fakes, a stub transport or an in-memory exporter)."""
     settings = settings or KernelSettings()
     service = ServiceRuntime(settings, tracer_provider=tracer_provider)
+    # Without a folder of specs, programs come from the registry service.
+    registry: RegistryProgramStore | None = None
     if programs is None:
-        programs = (
-            DirectoryProgramStore(settings.programs_dir)
-            if settings.programs_dir
-            else InMemoryProgramStore()
-        )
+        if settings.programs_dir:
+            programs = DirectoryProgramStore(settings.programs_dir)
+        else:
+            programs = registry = RegistryProgramStore()
     state: dict[str, Runtime] = {}
     store = programs
 
     async def start_lm() -> None:
-        client: LM | None = lm
-        if client is None:
-            cache = None
-            if settings.lm_cache == "nats":
-                from dspex_runtime.kv_cache import NatsKVCache
+        js = service.broker.config.connection_state.stream
+        state["runtime"] = await build_runtime(settings, js, lm)
 
-                cache = await NatsKVCache.create(service.broker.config.connection_state.stream)
-            client = build_lm_client(settings, cache)
-        state["runtime"] = Runtime(client, model=settings.lm_model)
+    async def start_registry() -> None:
+        if registry is not None:
+            await registry.start(service.broker.config.connection_state.connection)
+
+    async def stop_registry() -> None:
+        if registry is not None:
+            await registry.close()
 
     @service.consumer(ExecuteRequested, durable=settings.durable)
     async def on_execute(event: ExecuteRequested, delivery: Delivery) -> None:
@@ -74,4 +76,6 @@ def create_app(
         except UnknownProgramError as e:
             return handlers.failed(event, e)
 
-    return service, service.asgi_app(on_startup=[start_lm])
+    return service, service.asgi_app(
+        on_startup=[start_lm, start_registry], on_shutdown=[stop_registry]
+    )

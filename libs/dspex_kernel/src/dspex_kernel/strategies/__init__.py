@@ -1,0 +1,55 @@
+"""Optimizer strategies (teleprompters) by name, and the interface they share: plain async
+code that proposes candidate configurations and is told their scores."""
+
+from __future__ import annotations
+
+from ._base import (
+    BudgetExhausted,
+    EvaluateFn,
+    Evaluation,
+    ExampleOutcome,
+    LMFn,
+    Overrides,
+    Split,
+    Strategy,
+    StrategyContext,
+    StrategyParamsError,
+    StrategyResult,
+    UnknownStrategyError,
+)
+from .bootstrap import bootstrap
+from .random_search import random_search
+
+STRATEGIES: dict[str, Strategy] = {
+    "bootstrap": bootstrap,
+    "random": random_search,
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise UnknownStrategyError(
+            f"unknown strategy {name!r}; known strategies: {', '.join(sorted(STRATEGIES))}"
+        ) from None
+
+
+__all__ = [
+    "STRATEGIES",
+    "BudgetExhausted",
+    "EvaluateFn",
+    "Evaluation",
+    "ExampleOutcome",
+    "LMFn",
+    "Overrides",
+    "Split",
+    "Strategy",
+    "StrategyContext",
+    "StrategyParamsError",
+    "StrategyResult",
+    "UnknownStrategyError",
+    "bootstrap",
+    "get_strategy",
+    "random_search",
+]

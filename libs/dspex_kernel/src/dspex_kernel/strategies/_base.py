@@ -1,0 +1,145 @@
+"""The strategy interface: an optimizer strategy is plain async code that proposes
+candidate configurations and is told their scores through two injected functions,
+``evaluate`` and ``lm``. It draws randomness only from ``ctx.rng`` (seeded), so the same
+seed and the same answers give the same calls in the same order — which is what lets a
+crashed run be replayed from its recorded answers.
+
+Rules for strategy code:
+- call ``ctx.evaluate`` / ``ctx.lm`` and nothing else that talks to the world;
+- use only ``ctx.rng`` (never ``random`` or time) for choices;
+- concurrent calls (``asyncio.gather``) are fine: the runner numbers each call before its
+  first ``await``, so numbering follows program order;
+- let :class:`BudgetExhausted` propagate: the runner ends the run with the best so far.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..errors import DSPExError, ProgramError
+from ..lm import LMRequest, LMResponse, Usage
+from ..program import ProgramSpec
+
+Split = Literal["train", "val"]
+Overrides = Mapping[str, Any]
+"""A candidate: configuration overrides (variable names or ``<stage>.<key>`` paths)."""
+
+
+class BudgetExhausted(DSPExError):
+    """The run reached one of its budgets; ``reason`` names which."""
+
+    code = "budget_exhausted"
+    status = 429
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"budget reached: {reason}")
+        self.reason = reason
+
+
+class UnknownStrategyError(ProgramError):
+    """A run named a strategy that is not registered."""
+
+    code = "unknown_strategy"
+
+
+class StrategyParamsError(ProgramError):
+    """A strategy parameter has the wrong type or lies out of range."""
+
+    code = "invalid_strategy_params"
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleOutcome:
+    index: int
+    score: float
+    outputs: Mapping[str, Any]
+    error: Mapping[str, Any] | None = None
+    trace: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The answer to one ``evaluate`` call: per-example outcomes on ``split`` at
+    ``indices``, their mean ``score`` and what the LM calls cost."""
+
+    call: int
+    overrides: Mapping[str, Any]
+    split: Split
+    indices: tuple[int, ...]
+    score: float
+    outcomes: tuple[ExampleOutcome, ...]
+    usage: Usage = field(default_factory=Usage)
+
+
+class EvaluateFn(Protocol):
+    async def __call__(
+        self,
+        overrides: Overrides,
+        indices: Sequence[int] | None = None,
+        *,
+        split: Split = "val",
+        want_traces: bool = False,
+    ) -> Evaluation:
+        """Score a candidate on ``indices`` of ``split`` (all of it when None)."""
+        ...
+
+
+LMFn = Callable[[LMRequest], Awaitable[LMResponse]]
+
+
+@dataclass
+class StrategyContext:
+    """What a strategy may use. ``trainset`` and ``valset`` are the examples themselves
+    (strategies build demos from them); scores come only from ``evaluate``. ``baseline``
+    is the program's own configuration scored on the full valset (the runner's call 0);
+    ``note`` tells people watching the run what the strategy is doing."""
+
+    spec: ProgramSpec
+    trainset: Sequence[Mapping[str, Any]]
+    valset: Sequence[Mapping[str, Any]]
+    evaluate: EvaluateFn
+    lm: LMFn
+    seed: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    baseline: Evaluation | None = None
+    on_note: Callable[[str], None] | None = None
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def param(self, name: str, default: Any) -> Any:
+        return self.params.get(name, default)
+
+    def int_param(self, name: str, default: int, *, low: int = 0) -> int:
+        value = self.params.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise StrategyParamsError(f"parameter {name!r} must be an integer >= {low}")
+        return value
+
+    def float_param(self, name: str, default: float, *, low: float, high: float) -> float:
+        value = self.params.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise StrategyParamsError(f"parameter {name!r} must be a number")
+        if not low <= value <= high:
+            raise StrategyParamsError(f"parameter {name!r} must lie in [{low}, {high}]")
+        return float(value)
+
+    def note(self, message: str) -> None:
+        if self.on_note is not None:
+            self.on_note(message)
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyResult:
+    """The strategy's choice: the best candidate it found and its full-valset score."""
+
+    overrides: Mapping[str, Any]
+    score: float
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+Strategy = Callable[[StrategyContext], Awaitable[StrategyResult]]

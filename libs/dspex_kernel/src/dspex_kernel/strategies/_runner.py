@@ -1,0 +1,333 @@
+"""The runner: drives a strategy, numbering each of its ``evaluate`` / ``lm`` calls and
+answering it from the run's log when recorded (replay) or from a backend otherwise, under
+control (pause, cancel) and budgets. Same seed + same recorded answers => same run."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..cache import cache_key
+from ..errors import DSPExError
+from ..lm import LMRequest, LMResponse, Usage
+from ..program import ProgramSpec
+from ._base import (
+    BudgetExhausted,
+    Evaluation,
+    Overrides,
+    Split,
+    Strategy,
+    StrategyContext,
+    StrategyResult,
+)
+from ._log import CallLog
+from ._pacing import Pacer
+from ._records import (
+    Record,
+    canonical,
+    evaluation_from_record,
+    evaluation_request,
+    evaluation_to_record,
+    jsonable,
+    lm_response_from_record,
+    lm_response_to_record,
+)
+from ._run_types import (
+    Budget,
+    Control,
+    EndStatus,
+    EvaluateBackend,
+    LMBackend,
+    PortFailed,
+    ReplayMismatchError,
+    RunCancelled,
+    RunOutcome,
+    RunState,
+    RunStatus,
+    port,
+)
+
+
+class Runner:
+    """Runs one strategy once (see the module docstring and ARCHITECTURE.md).
+
+    Call 0 is the baseline (no overrides, full valset). Every later call takes the next
+    number when the strategy makes it, before any await, so numbering follows program order
+    even under ``asyncio.gather``. A call with a record in ``log`` is answered from it at
+    once, without control or budget checks; any other waits while ``control`` says
+    "pause", ends the run on "cancel", checks the budget, calls the backend, records the
+    answer and reports progress. Wall time counts this runner's own session only, pauses
+    excluded: a replayed run's budget starts afresh.
+
+    Failures: a strategy's own exception or a non-retryable DSPEx error (from a backend
+    too) ends the run with status "failed" — a replay would fail the same way. Retryable
+    DSPEx errors, and any other exception of the log, the backends, ``control`` or
+    ``on_progress``, propagate out of ``run``: the caller retries (redelivery), and the
+    replay makes the retry cheap."""
+
+    def __init__(
+        self,
+        spec: ProgramSpec,
+        trainset: Sequence[Mapping[str, Any]],
+        valset: Sequence[Mapping[str, Any]],
+        *,
+        strategy: str | Strategy,
+        seed: int,
+        params: Mapping[str, Any] | None = None,
+        budget: Budget = Budget(),  # noqa: B008 - frozen, shared safely
+        log: CallLog,
+        evaluate: EvaluateBackend,
+        lm: LMBackend,
+        on_progress: Callable[[RunState], Awaitable[None]] | None = None,
+        control: Control | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        poll_s: float = 0.2,
+    ) -> None:
+        from . import get_strategy
+
+        self._strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
+        self._spec, self._trainset, self._valset = spec, trainset, valset
+        self._seed, self._params = seed, dict(params or {})
+        self._budget, self._log = budget, log
+        self._evaluate_backend, self._lm_backend = evaluate, lm
+        self._on_progress = on_progress
+        self._pacer = Pacer(control, clock, poll_s, self._status_changed)
+        self._sizes = {"train": len(trainset), "val": len(valset)}
+        self._full_val = tuple(range(len(valset)))
+        self._state = RunState()
+        self._next_call = 0
+        self._full_calls: dict[str, int] = {}  # canonical overrides -> first full-val call
+        self._callers: set[asyncio.Task[Any]] = set()
+        self._main: asyncio.Task[Any] | None = None
+
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    async def run(self) -> RunOutcome:
+        if self._pacer.started:
+            raise RuntimeError("a Runner runs once; make a new one (same log) to replay")
+        self._main = asyncio.current_task()
+        self._pacer.start()
+        status: EndStatus = "completed"
+        reason, error, result = "finished", None, None
+        try:
+            result = await self._drive()
+        except BudgetExhausted as e:
+            status, reason = "budget_exhausted", e.reason
+        except RunCancelled:
+            status, reason = "cancelled", "cancelled"
+        except PortFailed as e:
+            # Infrastructure, not the strategy: the caller's retry (a replay) may succeed.
+            raise e.cause from None
+        except DSPExError as e:
+            if e.retryable:
+                raise
+            status, reason, error = "failed", "error", e.to_dict()
+        except Exception as e:
+            message = f"{type(e).__name__}: {e}"
+            status, reason = "failed", "error"
+            error = {"code": "strategy_error", "message": message, "retryable": False}
+        finally:
+            self._pacer.closed = True
+            await self._stop_callers()
+        self._state.status = status
+        return self._outcome(status, reason, error, result)
+
+    async def _drive(self) -> StrategyResult:
+        baseline = await self._evaluate({})
+        ctx = StrategyContext(
+            self._spec,
+            self._trainset,
+            self._valset,
+            self._evaluate,
+            self._lm,
+            self._seed,
+            self._params,
+            baseline=baseline,
+            on_note=self._note,
+        )
+        return await self._strategy(ctx)
+
+    # -- the two calls a strategy makes ----------------------------------------------------
+    def _evaluate(
+        self,
+        overrides: Overrides,
+        indices: Sequence[int] | None = None,
+        *,
+        split: Split = "val",
+        want_traces: bool = False,
+    ) -> Coroutine[Any, Any, Evaluation]:
+        n = self._take_number()  # now, not at the first await: numbering = program order
+        if split not in self._sizes:
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        size = self._sizes[split]
+        chosen = tuple(range(size)) if indices is None else tuple(int(i) for i in indices)
+        if any(not 0 <= i < size for i in chosen):
+            raise ValueError(f"indices must lie in [0, {size}) for split {split!r}")
+        return self._evaluate_call(n, dict(overrides), split, chosen, want_traces)
+
+    def _lm(self, request: LMRequest) -> Coroutine[Any, Any, LMResponse]:
+        return self._lm_call(self._take_number(), request)
+
+    async def _evaluate_call(
+        self, n: int, overrides: dict[str, Any], split: Split, idx: tuple[int, ...], traces: bool
+    ) -> Evaluation:
+        request = _json(evaluation_request(overrides, split, idx, traces))
+        with self._caller():
+            record = await port(self._log.get(n))
+            fresh = record is None
+            if record is None:
+                await self._admit()
+                answer = await port(self._evaluate_backend(n, overrides, split, idx, traces))
+                record = _json({**evaluation_to_record(answer), **request, "call": n})
+                await self._record(n, record)
+            else:
+                self._check_replay(n, record, request)
+            evaluation = evaluation_from_record(record)
+            self._account(evaluation.usage, fresh)
+            self._account_evaluation(evaluation)
+        if fresh:
+            await self._progress()
+        return evaluation
+
+    async def _lm_call(self, n: int, request: LMRequest) -> LMResponse:
+        key = cache_key(request)
+        with self._caller():
+            record = await port(self._log.get(n))
+            fresh = record is None
+            if record is None:
+                await self._admit()
+                answer = await port(self._lm_backend(n, request))
+                record = _json(lm_response_to_record(n, key, answer))
+                await self._record(n, record)
+            else:
+                self._check_replay(n, record, {"kind": "lm", "request_key": key})
+            response = lm_response_from_record(record)
+            self._account(response.usage, fresh)
+        if fresh:
+            await self._progress()
+        return response
+
+    # -- machinery -------------------------------------------------------------------------
+    def _take_number(self) -> int:
+        n = self._next_call
+        self._next_call += 1
+        return n
+
+    @contextmanager
+    def _caller(self) -> Iterator[None]:
+        # Remember the task making the call, so that calls a finished strategy left running
+        # (e.g. siblings of a failed gather) are cancelled instead of outliving the run.
+        task = asyncio.current_task()
+        if task is not None and task is not self._main:
+            self._callers.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._callers.discard(task)
+
+    async def _stop_callers(self) -> None:
+        pending = [t for t in self._callers if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _admit(self) -> None:
+        await self._pacer.wait_for_go()
+        reason = self._budget.reached(self._state.usage, self._pacer.elapsed())
+        if reason is not None:
+            raise BudgetExhausted(reason)
+
+    async def _record(self, n: int, record: Record) -> None:
+        if self._pacer.closed:
+            raise RunCancelled()
+        await port(self._log.put(n, record))
+
+    def _check_replay(self, n: int, record: Mapping[str, Any], expected: Record) -> None:
+        for key, value in expected.items():
+            if record.get(key) != value:
+                raise ReplayMismatchError(
+                    f"call {n}: the log records a call with another {key} than the strategy "
+                    f"makes now ({record.get(key)!r} != {value!r}); the strategy is not "
+                    "deterministic or the run's inputs changed"
+                )
+
+    def _account(self, usage: Usage, fresh: bool) -> None:
+        state = self._state
+        state.calls += 1
+        state.replayed += 0 if fresh else 1
+        state.usage = state.usage + usage
+
+    def _account_evaluation(self, ev: Evaluation) -> None:
+        state = self._state
+        state.evaluations += 1
+        state.last_evaluation = ev
+        if ev.split != "val" or ev.indices != self._full_val:
+            return  # only full-valset scores are comparable
+        self._full_calls.setdefault(canonical(ev.overrides), ev.call)
+        if ev.call == 0:
+            state.baseline_score = ev.score
+        best = state.best_score
+        # Ties go to the earlier call, whatever order concurrent answers arrive in.
+        earlier = state.best_call is not None and ev.call < state.best_call
+        if best is None or ev.score > best or (ev.score == best and earlier):
+            state.best_score, state.best_call = ev.score, ev.call
+            state.best_overrides = dict(ev.overrides)
+
+    async def _progress(self) -> None:
+        if self._on_progress is None or self._pacer.closed:
+            return
+        self._state.elapsed_s = self._pacer.elapsed()
+        await port(self._on_progress(dataclasses.replace(self._state)))
+
+    async def _status_changed(self, status: RunStatus) -> None:
+        self._state.status = status
+        await self._progress()
+
+    def _note(self, message: str) -> None:
+        self._state.message = message
+
+    def _outcome(
+        self,
+        status: EndStatus,
+        reason: str,
+        error: Mapping[str, Any] | None,
+        result: StrategyResult | None,
+    ) -> RunOutcome:
+        state = self._state
+        best_overrides, best_score = state.best_overrides, state.best_score
+        best_call = state.best_call
+        details: Mapping[str, Any] = {}
+        if result is not None:
+            best_overrides = jsonable(dict(result.overrides))
+            best_score, details = result.score, result.details
+            best_call = self._full_calls.get(canonical(result.overrides))
+        return RunOutcome(
+            status=status,
+            stop_reason=reason,
+            best_overrides=best_overrides,
+            best_score=best_score,
+            baseline_score=state.baseline_score,
+            usage=state.usage,
+            evaluations=state.evaluations,
+            lm_calls=state.usage.calls,
+            cached_calls=state.usage.cached_calls,
+            wall_s=self._pacer.elapsed(),
+            error=error,
+            best_call=best_call,
+            details=details,
+        )
+
+
+def _json(record: Record) -> Record:
+    # What a replay reads back is JSON; the first run must see exactly the same values.
+    out: Record = json.loads(json.dumps(jsonable(record), allow_nan=False))
+    return out

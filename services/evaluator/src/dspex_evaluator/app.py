@@ -1,0 +1,141 @@
+"""Composition root of the evaluator service: settings → runtime, program resolver, datasets,
+metrics, LM client, the CandidateProposed consumer. No work happens at import time;
+connections open in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from faststream.asgi import AsgiFastStream
+from nats.js import JetStreamContext
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import Counter
+
+from dspex_contracts import CandidateProposed, DatasetRef, LMSettings
+from dspex_kernel import LM, DSPExError, Metric, Runtime
+from dspex_runtime import datasets
+from dspex_runtime.errors import DeadLetter
+from dspex_runtime.lm_settings import build_lm_client, resolve_metric
+from dspex_runtime.registry_client import RegistryClient
+from dspex_runtime.service import Delivery, ServiceRuntime
+
+from . import handlers
+from .adapters.lm import BoundedLM
+from .adapters.programs import ProgramResolver, RegistryPrograms
+from .settings import EvaluatorSettings
+
+_log = logging.getLogger(__name__)
+
+
+class InternalError(DSPExError):
+    code = "internal_error"
+
+
+def create_app(
+    settings: EvaluatorSettings | None = None,
+    *,
+    programs: ProgramResolver | None = None,
+    lm: LM | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> tuple[ServiceRuntime, AsgiFastStream]:
+    """Build the evaluator service. ``programs``, ``lm`` and ``tracer_provider`` replace the
+    configured ones (tests inject an in-memory resolver, a stub LM or an exporter); by
+    default programs by reference come from the registry."""
+    settings = settings or EvaluatorSettings()
+    service = ServiceRuntime(settings, tracer_provider=tracer_provider)
+    examples = Counter(
+        "dspex_evaluator_examples",
+        "Examples scored, by outcome: ok, or failed (scored 0 with its error).",
+        ["outcome"],
+        registry=service.registry,
+    )
+    state: dict[str, handlers.Scoring] = {}
+    registry_clients: list[RegistryClient] = []  # the default resolver's, once connected
+
+    async def start() -> None:
+        nc = service.broker.config.connection_state.connection
+        js = service.broker.config.connection_state.stream
+        client = BoundedLM(lm or await build_lm_client(settings, js), settings.example_concurrency)
+        resolver = programs
+        if resolver is None:
+            registry_client = RegistryClient(nc)
+            await registry_client.start()  # hears ProgramUpdated from now on
+            registry_clients.append(registry_client)
+            resolver = RegistryPrograms(registry_client)
+        state["scoring"] = handlers.Scoring(
+            programs=resolver,
+            load_dataset=lambda ref: _load(js, ref),
+            metric=_metrics(settings),
+            runtime_for=lambda lm_settings: _runtime(client, lm_settings, settings),
+            example_concurrency=settings.example_concurrency,
+        )
+
+    @service.consumer(CandidateProposed, durable=settings.durable, max_workers=settings.concurrency)
+    async def on_proposed(event: CandidateProposed, delivery: Delivery) -> None:
+        last = delivery.deliveries >= settings.max_deliver
+        async with _holding(delivery, every_s=settings.ack_wait_s / 3):
+            try:
+                answer = await handlers.score_proposal(
+                    event, state["scoring"], retry_transient=not last
+                )
+            except Exception as e:
+                if last:
+                    # The optimizer must hear back even when this message is given up on.
+                    error = InternalError(f"{type(e).__name__}: {e}")
+                    await service.publish(handlers.failed(event, error))
+                raise
+        await service.publish(answer)
+        for result in answer.payload.results:
+            examples.labels("ok" if result.error is None else "failed").inc()
+        reason = handlers.dead_letter_reason(answer)
+        if reason is not None:
+            assert answer.payload.error is not None
+            raise DeadLetter(reason, answer.payload.error.message)
+
+    async def stop() -> None:
+        for registry_client in registry_clients:
+            await registry_client.close()
+
+    return service, service.asgi_app(on_startup=[start], on_shutdown=[stop])
+
+
+async def _load(js: JetStreamContext, ref: DatasetRef) -> list[dict[str, Any]]:
+    return await datasets.load_dataset(js, ref)
+
+
+def _metrics(settings: EvaluatorSettings) -> Callable[[str], Metric]:
+    def metric(name: str) -> Metric:
+        return resolve_metric(name, settings)
+
+    return metric
+
+
+def _runtime(client: LM, lm: LMSettings, settings: EvaluatorSettings) -> Runtime:
+    # The event's model is the default of stages whose configuration names none.
+    return Runtime(client, model=lm.model or settings.lm_model)
+
+
+@contextlib.asynccontextmanager
+async def _holding(delivery: Delivery, *, every_s: float) -> AsyncIterator[None]:
+    """Tell JetStream the message is still being worked on, so that a long evaluation is
+    not redelivered to another replica while this one scores it."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await delivery.in_progress()
+            except Exception:
+                _log.warning("could not extend the ack deadline", exc_info=True)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
