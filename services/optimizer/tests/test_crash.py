@@ -1,0 +1,128 @@
+"""Durability: the optimizer owning a run is SIGKILLed mid-run; a new replica (another
+process) picks the run up after ack_wait, replays it from the run log and ends it exactly
+as an uninterrupted run with the same seed ends, with every proposal scored once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from optimizer_helpers import BusEvaluator, RunWatcher, eventually, request, stream_events
+
+from dspex_contracts import RunCompleted, subjects
+from dspex_runtime import datasets
+from dspex_runtime.testing.nats import NatsServer
+
+pytestmark = pytest.mark.integration
+
+
+class Processes:
+    """Optimizer replicas as child processes, logging to files (never an unread pipe)."""
+
+    def __init__(self, server: NatsServer, folder: Path) -> None:
+        self.server = server
+        self.folder = folder
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "DSPEX_NATS_URL": self.server.url,
+            "DSPEX_HTTP_PORT": "0",
+            "DSPEX_ACK_WAIT_S": "3",
+            "DSPEX_BACKOFF_S": "[0.1]",
+            "DSPEX_LM_CACHE": "none",
+            "DSPEX_LOG_LEVEL": "WARNING",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
+        log = (self.folder / f"optimizer-{len(self.started)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dspex_optimizer"], env=env, stdout=log, stderr=log
+        )
+        self.started.append(process)
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.folder.glob("optimizer-*.log")))
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@pytest.fixture
+def processes(nats_server: NatsServer, tmp_path: Path) -> Iterator[Processes]:
+    started = Processes(nats_server, tmp_path)
+    yield started
+    started.stop_all()
+
+
+def result(event: RunCompleted) -> tuple[object, ...]:
+    p = event.payload
+    return (p.status, p.best_assignment, p.best_overrides, p.best_score, p.evaluations)
+
+
+async def test_a_run_survives_the_death_of_its_owner(
+    nats_server: NatsServer, processes: Processes
+) -> None:
+    datasets.clear_cache()
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    watcher = await RunWatcher(nc, js).start()
+    evaluator = BusEvaluator(nc, js, delay_s=0.3)
+    try:
+        first = processes.start()
+
+        async def consumer_ready() -> bool:
+            try:
+                await js.consumer_info("DSPEX_OPTIMIZE", "optimizer")
+            except Exception:
+                return False
+            return True
+
+        for _ in range(600):
+            if await consumer_ready():
+                break
+            assert first.poll() is None, processes.logs()
+            await asyncio.sleep(0.05)
+        await evaluator.start()
+        await watcher.send(request("crash", concurrency=1))
+        await eventually(lambda: len(evaluator.proposals) >= 4, "some scored proposals")
+        first.kill()  # SIGKILL: no goodbye, the run's message stays unacknowledged
+        first.wait()
+        assert watcher.completed == []
+        at_kill = len(evaluator.proposals)
+        processes.start()
+        done = await watcher.completion("crash", timeout_s=120)
+        assert len(evaluator.proposals) > at_kill  # the new owner carried on
+        await watcher.send(request("calm", concurrency=1))
+        calm = await watcher.completion("calm", timeout_s=120)
+    except AssertionError:
+        print(processes.logs())
+        raise
+    finally:
+        await evaluator.stop()
+    assert done.payload.status == "completed"
+    assert result(done) == result(calm)
+    scored = await stream_events(js, subjects.CANDIDATE_SCORED)
+    proposed = await stream_events(js, subjects.CANDIDATE_PROPOSED)
+    crash_scored = Counter(e["payload"]["call_id"] for e in scored if e["id"].startswith("crash:"))
+    crash_proposed = Counter(e["id"] for e in proposed if e["id"].startswith("crash:"))
+    assert set(crash_scored) == set(crash_proposed)
+    assert set(crash_scored.values()) == {1}
+    assert set(crash_proposed.values()) == {1}
+    assert len(crash_proposed) == done.payload.evaluations
+    await nc.close()

@@ -1,0 +1,97 @@
+"""The optimizer with the real evaluator service (both in-process) and the simulated LM over
+HTTP: a random search over math_qa's variable space on a small split completes, every
+proposal is scored once, and the best candidate is no worse than the program as it is."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from optimizer_helpers import RunWatcher, stream_events
+
+from dspex_contracts import (
+    DatasetRef,
+    EvaluationSettings,
+    OptimizeRequested,
+    OptimizeRequestedPayload,
+    ProgramSource,
+    subjects,
+)
+from dspex_evaluator import EvaluatorSettings
+from dspex_evaluator import create_app as create_evaluator
+from dspex_kernel import ProgramSpec
+from dspex_runtime.testing.nats import NatsServer
+from dspex_simlm import PRICES
+from dspex_simlm.testing import SimLMProcess
+
+pytestmark = pytest.mark.integration
+
+MATH_QA = Path(__file__).resolve().parents[3] / "examples" / "math_qa"
+
+
+def examples(name: str, n: int) -> list[dict[str, Any]]:
+    lines = (MATH_QA / name).read_text(encoding="utf-8").splitlines()[:n]
+    return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def sim_api_base() -> Iterator[str]:
+    with SimLMProcess() as sim:
+        yield sim.api_base
+
+
+async def test_random_search_on_math_qa_with_the_real_evaluator(
+    nats_server: NatsServer, watcher: RunWatcher, sim_api_base: str
+) -> None:
+    settings = EvaluatorSettings(
+        nats_url=nats_server.url,
+        http_port=0,
+        lm_api_base=sim_api_base,
+        lm_api_key="sk-test",
+        lm_prices=PRICES,
+        lm_cache="none",
+        backoff_s=[0.1],
+        concurrency=4,
+        log_level="WARNING",
+    )
+    service, app = create_evaluator(settings)
+    task = asyncio.create_task(service.serve(app))
+    try:
+        spec = ProgramSpec.load(MATH_QA / "program.yaml")
+        run = OptimizeRequested.create(
+            OptimizeRequestedPayload(
+                run_id="math-random",
+                program=ProgramSource(spec=spec.to_data()),
+                trainset=DatasetRef(examples=examples("train.jsonl", 20)),
+                valset=DatasetRef(examples=examples("dev.jsonl", 16)),
+                metric="exact_match",
+                strategy="random",
+                strategy_params={"n_candidates": 3},
+                seed=11,
+                evaluation=EvaluationSettings(batch_size=8),
+            )
+        )
+        await watcher.send(run)
+        done = await watcher.completion("math-random", timeout_s=180)
+    finally:
+        if service.http_server is not None:
+            service.http_server.should_exit = True
+        await asyncio.wait_for(task, 30)
+    p = done.payload
+    assert (p.status, p.stop_reason) == ("completed", "finished"), p.error
+    assert p.baseline_score is not None
+    assert p.best_score is not None
+    assert p.best_score >= p.baseline_score
+    assert p.evaluations == 4  # the baseline and three candidates on the full valset
+    assert p.usage.calls >= 16 * p.evaluations
+    assert p.usage.cost_usd > 0
+    scored = await stream_events(watcher.js, subjects.CANDIDATE_SCORED)
+    per_call = Counter(e["payload"]["call_id"] for e in scored)
+    assert len(per_call) == 2 * p.evaluations  # 16 examples in batches of 8
+    assert set(per_call.values()) == {1}
+    assert all(e["payload"]["error"] is None for e in scored)
