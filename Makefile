@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
-PACKAGES := contracts libs/dspex_kernel libs/dspex_simlm libs/dspex_runtime services/kernel services/evaluator services/optimizer services/registry
+PACKAGES := contracts libs/dspex_kernel libs/dspex_simlm libs/dspex_runtime services/kernel services/evaluator services/optimizer services/registry libs/dspex_client
 LINT_PATHS := libs services contracts tests bench examples
-TYPED_PATHS := contracts/src contracts/tools libs/dspex_kernel/src libs/dspex_simlm/src libs/dspex_runtime/src services/kernel/src services/evaluator/src services/optimizer/src services/registry/src
+TYPED_PATHS := contracts/src contracts/tools libs/dspex_kernel/src libs/dspex_simlm/src libs/dspex_runtime/src services/kernel/src services/evaluator/src services/optimizer/src services/registry/src libs/dspex_client/src
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
 .PHONY: setup lint test test-fast demo bench clean
