@@ -38,6 +38,7 @@ bench: setup
 	$(PY) bench/evaluate_throughput.py
 	$(PY) bench/kernel_overhead.py
 	$(PY) bench/exec_roundtrip.py
+	$(PY) bench/evaluator_scaling.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
