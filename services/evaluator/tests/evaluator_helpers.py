@@ -29,8 +29,8 @@ from dspex_contracts import (
     subjects,
 )
 from dspex_evaluator import EvaluatorSettings, create_app
-from dspex_evaluator.adapters.programs import InMemoryPrograms
 from dspex_kernel import ProgramSpec, load_examples
+from dspex_runtime.programs import InMemoryProgramStore
 from dspex_runtime.service import ServiceRuntime
 from dspex_runtime.testing.nats import NatsServer
 from dspex_simlm import PRICES
@@ -205,7 +205,7 @@ class Replica:
 
 async def start_replica(settings: EvaluatorSettings, *, registry: bool = False) -> Replica:
     """A replica serving math_qa from memory, or (``registry``) reading the registry."""
-    programs = None if registry else InMemoryPrograms([math_qa()])
+    programs = None if registry else InMemoryProgramStore([math_qa()])
     service, app = create_app(settings, programs=programs)
     task = asyncio.create_task(service.serve(app))
     await eventually(

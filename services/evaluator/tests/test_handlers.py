@@ -12,7 +12,6 @@ from evaluator_helpers import eventually, math_qa, proposal
 
 from dspex_contracts import DatasetRef, LMSettings, ProgramSource
 from dspex_evaluator.adapters.lm import BoundedLM
-from dspex_evaluator.adapters.programs import InMemoryPrograms
 from dspex_evaluator.app import _holding
 from dspex_evaluator.handlers import (
     Scoring,
@@ -26,6 +25,7 @@ from dspex_kernel.lm import LMRequest, LMResponse, Usage
 from dspex_kernel.testing import ScriptedLM, chat_reply
 from dspex_runtime.errors import Retry
 from dspex_runtime.lm_settings import LMServiceSettings, resolve_metric
+from dspex_runtime.programs import InMemoryProgramStore
 
 pytestmark = pytest.mark.unit
 
@@ -73,7 +73,7 @@ def scoring(lm: Any = None, **settings: Any) -> tuple[Scoring, list[LMSettings]]
         seen.append(lm)
         return Runtime(client, model=lm.model or "openai/default")
 
-    deps = Scoring(InMemoryPrograms([math_qa()]), load, metric, runtime_for, 4)
+    deps = Scoring(InMemoryProgramStore([math_qa()]), load, metric, runtime_for, 4)
     return deps, seen
 
 
@@ -175,8 +175,8 @@ def test_indices_beyond_a_dataset_by_reference_are_invalid_input() -> None:
 
 
 async def test_an_unavailable_program_source_is_retried_until_the_last_delivery() -> None:
-    class Unavailable(InMemoryPrograms):
-        async def registered(self, name: str, version: int | None) -> Any:
+    class Unavailable(InMemoryProgramStore):
+        async def get(self, name: str, version: int | None = None) -> Any:
             raise LMUnavailableError("registry did not answer")
 
     deps = scoring()[0]

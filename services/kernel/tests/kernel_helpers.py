@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from dspex_contracts import ExecuteCompleted, ExecuteFailed, ExecuteRequested, subjects
 from dspex_kernel import ProgramSpec
 from dspex_kernel_service import KernelSettings
-from dspex_kernel_service.adapters.programs import InMemoryProgramStore
+from dspex_runtime.programs import InMemoryProgramStore
 from dspex_runtime.testing.nats import NatsServer
 from dspex_simlm import PRICES
 

@@ -15,8 +15,8 @@ from dspex_contracts import (
 from dspex_kernel import LMRateLimitError, ProgramSpec, Runtime
 from dspex_kernel.lm import LMRequest
 from dspex_kernel.testing import ScriptedLM, chat_reply
-from dspex_kernel_service.adapters.programs import InMemoryProgramStore, UnknownProgramError
 from dspex_kernel_service.handlers import answer_id, execute_request
+from dspex_runtime.programs import InMemoryProgramStore, UnknownProgram
 
 pytestmark = pytest.mark.unit
 
@@ -92,9 +92,9 @@ async def test_bad_requests_answer_execute_failed(event: ExecuteRequested, code:
 
 
 async def test_unknown_program_raises() -> None:
-    with pytest.raises(UnknownProgramError):
+    with pytest.raises(UnknownProgram):
         await execute_request(request(ref={"name": "nope"}), programs=STORE, runtime=RUNTIME)
-    with pytest.raises(UnknownProgramError, match="no version 9"):
+    with pytest.raises(UnknownProgram, match="no version 9"):
         await execute_request(
             request(ref={"name": "qa", "version": 9}), programs=STORE, runtime=RUNTIME
         )

@@ -32,10 +32,10 @@ from dspex_kernel.testing import ScriptedLM
 from dspex_optimizer import OptimizerSettings, create_app
 from dspex_optimizer.adapters.datasets import InMemoryDatasetStore
 from dspex_optimizer.adapters.memory import InMemoryRunStore
-from dspex_optimizer.adapters.programs import InMemoryPrograms
 from dspex_optimizer.handlers import command_of
 from dspex_optimizer.runs import RunDeps, run_optimization
 from dspex_runtime.errors import DeadLetter
+from dspex_runtime.programs import InMemoryProgramStore
 from dspex_runtime.registry_client import RegistryUnavailable
 
 pytestmark = pytest.mark.unit
@@ -49,7 +49,7 @@ class Harness:
         self.deps = RunDeps(
             settings=OptimizerSettings(proposal_timeout_s=60.0),
             publish=self.bus.publish,
-            programs=InMemoryPrograms([ProgramSpec.from_data({**SPEC, "version": 3})]),
+            programs=InMemoryProgramStore([ProgramSpec.from_data({**SPEC, "version": 3})]),
             datasets=self.datasets,
             store=self.store,
             lm=ScriptedLM(lambda r: "unused"),
@@ -223,8 +223,8 @@ async def test_a_run_id_taken_by_another_request_is_dead_lettered() -> None:
 async def test_an_unavailable_registry_is_retried_not_failed() -> None:
     h = Harness()
 
-    class Away(InMemoryPrograms):
-        async def get(self, name: str, version: int | None) -> ProgramSpec:
+    class Away(InMemoryProgramStore):
+        async def get(self, name: str, version: int | None = None) -> ProgramSpec:
             raise RegistryUnavailable("no registry answered")
 
     h.deps.programs = Away()

@@ -20,12 +20,12 @@ from dspex_kernel import LM, DSPExError, Metric, Runtime
 from dspex_runtime import datasets
 from dspex_runtime.errors import DeadLetter
 from dspex_runtime.lm_settings import build_lm_client, resolve_metric
+from dspex_runtime.programs import ProgramStore, RegistryProgramStore
 from dspex_runtime.registry_client import RegistryClient
 from dspex_runtime.service import Delivery, ServiceRuntime
 
 from . import handlers
 from .adapters.lm import BoundedLM
-from .adapters.programs import ProgramResolver, RegistryPrograms
 from .settings import EvaluatorSettings
 
 _log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class InternalError(DSPExError):
 def create_app(
     settings: EvaluatorSettings | None = None,
     *,
-    programs: ProgramResolver | None = None,
+    programs: ProgramStore | None = None,
     lm: LM | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> tuple[ServiceRuntime, AsgiFastStream]:
@@ -65,7 +65,7 @@ def create_app(
             registry_client = RegistryClient(nc)
             await registry_client.start()  # hears ProgramUpdated from now on
             registry_clients.append(registry_client)
-            resolver = RegistryPrograms(registry_client)
+            resolver = RegistryProgramStore(registry_client)
         state["scoring"] = handlers.Scoring(
             programs=resolver,
             load_dataset=lambda ref: _load(js, ref),

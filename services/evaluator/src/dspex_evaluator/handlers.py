@@ -31,8 +31,7 @@ from dspex_kernel import (
     evaluate,
 )
 from dspex_runtime.errors import Retry
-
-from .adapters.programs import ProgramResolver
+from dspex_runtime.programs import ProgramStore
 
 # A proposal naming something this deployment does not have is answered (so the optimizer
 # is not left waiting) and also dead-lettered, for an operator to see.
@@ -44,7 +43,7 @@ _MAX_ERROR = 4000
 class Scoring:
     """What scoring a proposal needs, injected by the composition root (fakes in tests)."""
 
-    programs: ProgramResolver
+    programs: ProgramStore
     load_dataset: Callable[[DatasetRef], Awaitable[Sequence[Mapping[str, Any]]]]
     metric: Callable[[str], Metric]
     runtime_for: Callable[[LMSettings], Runtime]

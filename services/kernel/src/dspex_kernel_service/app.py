@@ -9,16 +9,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from dspex_contracts import ExecuteCompleted, ExecuteFailed, ExecuteRequested, subjects
 from dspex_kernel import LM, Runtime
 from dspex_runtime.errors import DeadLetter
+from dspex_runtime.programs import (
+    DirectoryProgramStore,
+    ProgramStore,
+    RegistryProgramStore,
+    UnknownProgram,
+)
 from dspex_runtime.service import Delivery, ServiceRuntime
 
 from . import handlers
 from .adapters.lm import build_runtime
-from .adapters.programs import (
-    DirectoryProgramStore,
-    ProgramStore,
-    RegistryProgramStore,
-    UnknownProgramError,
-)
 from .settings import KernelSettings
 
 
@@ -62,7 +62,7 @@ def create_app(
             answer = await handlers.execute_request(
                 event, programs=store, runtime=state["runtime"], retry_transient=not last
             )
-        except UnknownProgramError as e:
+        except UnknownProgram as e:
             await service.publish(handlers.failed(event, e))
             raise DeadLetter("unknown_program", e.message) from e
         await service.publish(answer)
@@ -73,7 +73,7 @@ def create_app(
             return await handlers.execute_request(
                 event, programs=store, runtime=state["runtime"], retry_transient=False
             )
-        except UnknownProgramError as e:
+        except UnknownProgram as e:
             return handlers.failed(event, e)
 
     return service, service.asgi_app(

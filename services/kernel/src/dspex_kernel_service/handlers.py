@@ -16,17 +16,12 @@ from dspex_contracts import (
     UsageInfo,
 )
 from dspex_kernel import DSPExError, ProgramSpec, Runtime, execute
-
-from .adapters.programs import ProgramStore, UnknownProgramError
+from dspex_runtime.programs import ProgramStore, UnknownProgram
 
 
 async def resolve_program(event: ExecuteRequested, programs: ProgramStore) -> ProgramSpec:
     """The spec to run: a registered one by reference, or the inline one."""
-    source = event.payload.program
-    if source.ref is not None:
-        return await programs.get(source.ref.name, source.ref.version)
-    assert source.spec is not None  # the contract guarantees exactly one of the two
-    return ProgramSpec.from_data(source.spec)
+    return await programs.resolve(event.payload.program)
 
 
 async def execute_request(
@@ -39,14 +34,14 @@ async def execute_request(
     """Run the requested program. Errors of the request or the program become an
     ExecuteFailed; a transient LM error is raised for redelivery while ``retry_transient``
     (the last delivery answers ExecuteFailed instead, so the caller is never left waiting).
-    An unknown program raises ``UnknownProgramError``."""
+    An unknown program raises ``UnknownProgram``."""
     payload = event.payload
     ref: ProgramRef | None = None
     try:
         spec = await resolve_program(event, programs)
         ref = ProgramRef(name=spec.name, version=spec.version)
         result = await execute(spec, payload.inputs, payload.overrides, runtime=runtime)
-    except UnknownProgramError:
+    except UnknownProgram:
         raise
     except DSPExError as e:
         if e.retryable and retry_transient:

@@ -22,12 +22,12 @@ from dspex_contracts import (
 from dspex_kernel import LM
 from dspex_runtime import Delivery, ServiceRuntime
 from dspex_runtime.lm_settings import build_lm_client
+from dspex_runtime.programs import ProgramStore, RegistryProgramStore
 from dspex_runtime.registry_client import RegistryClient
 
 from .adapters.datasets import DatasetStore, NatsDatasetStore
 from .adapters.kv import KVRunStore
 from .adapters.lm import LazyLM
-from .adapters.programs import ProgramResolver, RegistryPrograms
 from .adapters.run_consumer import RunConsumer
 from .handlers import command_of, parse_call_id
 from .metrics import OptimizerMetrics
@@ -77,7 +77,7 @@ def create_app(
     settings: OptimizerSettings | None = None,
     *,
     store: RunStore | None = None,
-    programs: ProgramResolver | None = None,
+    programs: ProgramStore | None = None,
     datasets: DatasetStore | None = None,
     lm: LM | None = None,
     tracer_provider: TracerProvider | None = None,
@@ -139,5 +139,5 @@ def create_app(
     return optimizer, app
 
 
-def _registry_programs(nc: Client, settings: OptimizerSettings) -> ProgramResolver:
-    return RegistryPrograms(RegistryClient(nc, timeout_s=settings.registry_timeout_s))
+def _registry_programs(nc: Client, settings: OptimizerSettings) -> ProgramStore:
+    return RegistryProgramStore(RegistryClient(nc, timeout_s=settings.registry_timeout_s))

@@ -20,10 +20,10 @@ from dspex_kernel import LM, DSPExError, ProgramSpec
 from dspex_kernel.optimize import Runner, RunOutcome, RunState
 from dspex_kernel.strategies import Evaluation, get_strategy
 from dspex_runtime.errors import DeadLetter
+from dspex_runtime.programs import ProgramStore
 
 from .adapters.datasets import DatasetStore
 from .adapters.lm import RunLM
-from .adapters.programs import ProgramResolver
 from .evaluations import BusEvaluateBackend, ProposalTemplate
 from .handlers import completed_event, failed_event, requested_program
 from .metrics import OptimizerMetrics
@@ -47,7 +47,7 @@ class RunDeps:
 
     settings: OptimizerSettings
     publish: Publish
-    programs: ProgramResolver
+    programs: ProgramStore
     datasets: DatasetStore
     store: RunStore
     lm: LM
