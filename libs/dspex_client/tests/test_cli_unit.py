@@ -48,9 +48,10 @@ def test_help_names_every_command() -> None:
 
 
 def test_help_says_what_defaults_do() -> None:
-    optimize = dspex(["optimize", "--help"])
+    wide = {"COLUMNS": "200"}  # help is laid out to the terminal; keep phrases on one line
+    optimize = dspex(["optimize", "--help"], env=wide)
     assert "split" in optimize.stdout
-    evaluate = dspex(["evaluate", "--help"])
+    evaluate = dspex(["evaluate", "--help"], env=wide)
     assert "simulated LM" in evaluate.stdout
 
 

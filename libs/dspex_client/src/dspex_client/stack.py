@@ -38,7 +38,9 @@ NATS_DEFAULT_PORT = 4222
 class StackOptions:
     """What to run. ``nats_url`` set: use that NATS instead of starting one (else one is
     started on ``nats_port``: None means 4222 when free, 0 any free port); ``lm_model`` set:
-    use that model (and ``lm_api_base``) instead of the simulated LM."""
+    use that model (and ``lm_api_base``) instead of the simulated LM. ``env`` is added to
+    every service's environment, ``kind_env[kind]`` to that of each replica of ``kind`` only
+    (e.g. a shorter ``DSPEX_ACK_WAIT_S`` for the optimizer)."""
 
     data_dir: Path
     nats_url: str | None = None
@@ -55,6 +57,7 @@ class StackOptions:
     stop_timeout_s: float = 20.0
     log_level: str = "INFO"
     env: Mapping[str, str] = field(default_factory=dict)
+    kind_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def replicas(self, kind: str) -> int:
         return {"evaluator": self.evaluators, "kernel": self.kernels}.get(kind, 1)
@@ -197,6 +200,7 @@ class Stack:
                 # The simulated models have no litellm price; these make cost budgets work.
                 env["DSPEX_LM_PRICES"] = json.dumps(PRICES)
         env.update(self.options.env)
+        env.update(self.options.kind_env.get(kind, {}))
         return env
 
     # -- run and stop --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typer._click.core import Context as ClickContext
 from typer.core import TyperGroup
 
 from ..errors import ClientError
-from ._common import Settings, err
+from ._common import Settings, print_error
 from .evaluate import evaluate_command
 from .events import events_app
 from .optimize import optimize_command
@@ -29,7 +29,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except ClientError as e:
-            err.print(f"[bold red]error:[/] {e.message}", highlight=False)
+            print_error(e.message)
             raise typer.Exit(e.exit_code) from None
 
 
