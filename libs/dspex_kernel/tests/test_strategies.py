@@ -123,7 +123,7 @@ async def run(
 # -- the registry ------------------------------------------------------------------------
 @pytest.mark.unit
 def test_registry_names_the_known_strategies() -> None:
-    assert set(STRATEGIES) == {"bootstrap", "random"}
+    assert set(STRATEGIES) == {"beacon", "bootstrap", "random"}
     assert get_strategy("random") is STRATEGIES["random"]
     with pytest.raises(UnknownStrategyError, match=r"'mipro'.*bootstrap, random") as info:
         get_strategy("mipro")

@@ -17,10 +17,12 @@ from ._base import (
     StrategyResult,
     UnknownStrategyError,
 )
+from .beacon import beacon
 from .bootstrap import bootstrap
 from .random_search import random_search
 
 STRATEGIES: dict[str, Strategy] = {
+    "beacon": beacon,
     "bootstrap": bootstrap,
     "random": random_search,
 }
@@ -49,6 +51,7 @@ __all__ = [
     "StrategyParamsError",
     "StrategyResult",
     "UnknownStrategyError",
+    "beacon",
     "bootstrap",
     "get_strategy",
     "random_search",
