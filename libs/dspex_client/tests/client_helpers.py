@@ -63,6 +63,13 @@ def eventually(check: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -
         time.sleep(0.2)
 
 
+def finished_run_record(run_id: str, nats_url: str) -> dict[str, Any] | None:
+    """The registry's record of a run once it has recorded how the run ended: the CLI may
+    see RunCompleted before the registry has consumed it."""
+    record = run_record(run_id, nats_url)
+    return record if record is not None and record.get("finished_at") else None
+
+
 def run_record(run_id: str, nats_url: str) -> dict[str, Any] | None:
     """The registry's record of a run (``dspex runs show --json``), None until it has one."""
     result = dspex(["runs", "show", run_id, "--json"], nats_url)

@@ -15,6 +15,7 @@ from client_helpers import (
     eventually,
     examples,
     explain,
+    finished_run_record,
     last_json,
     run_record,
     write_jsonl,
@@ -151,7 +152,9 @@ def test_each_budget_stops_the_run_with_its_reason(
     summary = last_json(result)
     assert summary["status"] == "budget_exhausted"
     assert reason in result.stderr
-    record = eventually(lambda: run_record(summary["run_id"], stack.nats_url), "the run record")
+    record = eventually(
+        lambda: finished_run_record(summary["run_id"], stack.nats_url), "the finished run record"
+    )
     assert record["stop_reason"] == reason
 
 
