@@ -21,6 +21,7 @@ from dspex_contracts import (
 )
 from dspex_kernel import LM
 from dspex_runtime import Delivery, ServiceRuntime
+from dspex_runtime.holding import HoldingConsumer
 from dspex_runtime.lm_settings import build_lm_client
 from dspex_runtime.programs import ProgramStore, RegistryProgramStore
 from dspex_runtime.registry_client import RegistryClient
@@ -28,7 +29,6 @@ from dspex_runtime.registry_client import RegistryClient
 from .adapters.datasets import DatasetStore, NatsDatasetStore
 from .adapters.kv import KVRunStore
 from .adapters.lm import LazyLM
-from .adapters.run_consumer import RunConsumer
 from .handlers import command_of, parse_call_id
 from .metrics import OptimizerMetrics
 from .ports import RunStore
@@ -44,7 +44,7 @@ class Optimizer:
     consumer (how many runs it holds), and the dependencies runs use once started."""
 
     service: ServiceRuntime
-    runs: RunConsumer
+    runs: HoldingConsumer[OptimizeRequested]
     deps: RunDeps | None = None
     active: dict[str, asyncio.Task[RunCompleted]] = field(default_factory=dict)
 
@@ -113,7 +113,9 @@ def create_app(
     async def on_run(event: OptimizeRequested, delivery: Delivery) -> None:
         await optimizer.run(event)
 
-    runs = RunConsumer(service, on_run, durable=settings.durable, max_runs=settings.max_runs)
+    runs = HoldingConsumer(
+        service, OptimizeRequested, on_run, durable=settings.durable, slots=settings.max_runs
+    )
     optimizer = Optimizer(service, runs)
 
     @service.consumer(CandidateScored, durable=f"{settings.durable}-scores")

@@ -1,8 +1,8 @@
-"""Owning runs: a durable pull consumer of OptimizeRequested that takes a message only when
-one of the replica's ``max_runs`` slots is free, and holds it — with ``in_progress()``
-heartbeats — for as long as the run lasts. A buffered message nobody heartbeats would be
-redelivered to another replica while this one still meant to run it, so FastStream's
-prefetching subscriber is not used here."""
+"""A durable pull consumer for long handlers: it takes a message only when one of the
+replica's slots is free, and holds it — with ``in_progress()`` heartbeats — for as long as
+the handler runs. FastStream's concurrent subscriber prefetches beyond its free workers; a
+buffered message nobody heartbeats is redelivered to another replica after ``ack_wait``
+and handled twice, so long work (runs, evaluations) goes through this consumer instead."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Generic, Protocol, TypeVar, cast
 
 from faststream.nats import NatsMessage
 from faststream.nats.parser import JsParser
@@ -18,57 +18,64 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from dspex_contracts import OptimizeRequested
+from dspex_contracts import Envelope
 from dspex_contracts.subjects import stream_for
-from dspex_runtime import Handler, ServiceRuntime
-from dspex_runtime.deadletters import MaxDeliveries, max_deliveries_subject
 
-__all__ = ["RunConsumer"]
+from .deadletters import MaxDeliveries, max_deliveries_subject
+from .handling import Handler
+from .service import ServiceRuntime
+
+__all__ = ["HoldingConsumer", "heartbeats"]
 
 _log = logging.getLogger(__name__)
 
 _FETCH_TIMEOUT_S = 2.0
-_SUBJECT = OptimizeRequested.SUBJECT
+E = TypeVar("E", bound=Envelope)  # type: ignore[type-arg]
 
 
-class RunConsumer:
-    """Runs ``handler`` on each OptimizeRequested, at most ``max_runs`` at once. Stopping
-    cancels the runs in progress and hands their messages back (``nak``) so that another
-    replica replays them at once instead of after ``ack_wait``."""
+class HoldingConsumer(Generic[E]):
+    """Runs ``handler`` on each ``model`` message, at most ``slots`` at once, through the
+    runtime's one ack mapping. Stopping cancels the handlers in progress and hands their
+    messages back (``nak``) so that another replica takes them at once instead of after
+    ``ack_wait``. Call :meth:`start` once the broker is connected, :meth:`stop` at
+    shutdown."""
 
     def __init__(
         self,
         service: ServiceRuntime,
-        handler: Handler[OptimizeRequested],
+        model: type[E],
+        handler: Handler[E],
         *,
         durable: str,
-        max_runs: int,
+        slots: int,
     ) -> None:
         self.service = service
+        self.model = model
         self.handler = handler
         self.durable = durable
-        self.stream = stream_for(_SUBJECT)
+        self.subject = model.SUBJECT
+        self.stream = stream_for(self.subject)
         settings = service.settings
         self.heartbeat_s = settings.ack_wait_s / 3
         self.config = ConsumerConfig(
             durable_name=durable,
-            description=f"{settings.service_name}: runs owned by the replica holding them",
-            filter_subject=_SUBJECT,
+            description=f"{settings.service_name}: {model.__name__}, held while handled",
+            filter_subject=self.subject,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=settings.ack_wait_s,
             max_deliver=settings.max_deliver,
         )
-        self._slots = asyncio.Semaphore(max_runs)
+        self._slots = asyncio.Semaphore(slots)
         self._runs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._subscription: JetStreamContext.PullSubscription | None = None
-        self._parser = JsParser(pattern=_SUBJECT)
+        self._parser = JsParser(pattern=self.subject)
         self._watch_max_deliveries()
 
     def _watch_max_deliveries(self) -> None:
         # Registered with the broker before it starts, like the runtime's own consumers: a
-        # run that kept failing is dead-lettered with the original message.
+        # message that kept failing is dead-lettered with the original.
         async def on_max_deliveries(msg: NatsMessage) -> None:
             await self.service.handling.max_deliveries(MaxDeliveries.parse(msg.body))
 
@@ -100,7 +107,7 @@ class RunConsumer:
                 self._slots.release()
                 raise
             except Exception as e:  # disconnected: the client reconnects on its own
-                _log.warning("fetching runs failed: %s", e)
+                _log.warning("fetching %s failed: %s", self.subject, e)
                 messages = []
                 await asyncio.sleep(_FETCH_TIMEOUT_S)
             if not messages:
@@ -113,9 +120,9 @@ class RunConsumer:
     async def _own(self, raw: Msg) -> None:
         try:
             message = cast(NatsMessage, await self._parser.parse_message(raw))
-            async with self._heartbeats(message):
+            async with heartbeats(message, every_s=self.heartbeat_s):
                 await self.service.handling.consume(
-                    OptimizeRequested, self.handler, message, subject=_SUBJECT
+                    self.model, self.handler, message, subject=self.subject
                 )
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
@@ -124,26 +131,8 @@ class RunConsumer:
         finally:
             self._slots.release()
 
-    @contextlib.asynccontextmanager
-    async def _heartbeats(self, message: NatsMessage) -> AsyncIterator[None]:
-        async def beat() -> None:
-            while True:
-                try:
-                    await message.in_progress()
-                except Exception as e:  # the next beat may get through; ack_wait is 3 beats
-                    _log.warning("run heartbeat failed: %s", e)
-                await asyncio.sleep(self.heartbeat_s)
-
-        task = asyncio.create_task(beat())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
     async def stop(self) -> None:
-        """Stop taking runs, cancel those in progress and hand their messages back."""
+        """Stop taking messages, cancel the handlers in progress, hand their messages back."""
         tasks = [t for t in (self._loop, *self._runs) if t is not None]
         for task in tasks:
             task.cancel()
@@ -155,3 +144,29 @@ class RunConsumer:
             # its queue would otherwise hold the drain until the graceful timeout.
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+
+class _Holdable(Protocol):
+    async def in_progress(self) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def heartbeats(message: _Holdable, *, every_s: float) -> AsyncIterator[None]:
+    """Tell JetStream every ``every_s`` that ``message`` is still being worked on, for as
+    long as the block runs; a failed beat is logged (the next may get through)."""
+
+    async def beat() -> None:
+        while True:
+            try:
+                await message.in_progress()
+            except Exception as e:
+                _log.warning("heartbeat failed: %s", e)
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
