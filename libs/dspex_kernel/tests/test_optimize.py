@@ -566,8 +566,9 @@ async def test_optimize_in_process_scores_the_chosen_examples() -> None:
 
 
 async def test_unknown_strategy_names_the_known_ones() -> None:
-    with pytest.raises(UnknownStrategyError, match="known strategies: beacon, bootstrap, random"):
-        runner("simba", InMemoryCallLog(), FakeEvaluate())
+    known = "known strategies: beacon, bootstrap, mipro, random, simba"
+    with pytest.raises(UnknownStrategyError, match=known):
+        runner("gepa", InMemoryCallLog(), FakeEvaluate())
 
 
 def log_keys(log: InMemoryCallLog) -> list[int]:

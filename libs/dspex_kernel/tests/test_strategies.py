@@ -123,10 +123,10 @@ async def run(
 # -- the registry ------------------------------------------------------------------------
 @pytest.mark.unit
 def test_registry_names_the_known_strategies() -> None:
-    assert set(STRATEGIES) == {"beacon", "bootstrap", "random"}
+    assert set(STRATEGIES) == {"beacon", "bootstrap", "mipro", "random", "simba"}
     assert get_strategy("random") is STRATEGIES["random"]
-    with pytest.raises(UnknownStrategyError, match=r"'mipro'.*bootstrap, random") as info:
-        get_strategy("mipro")
+    with pytest.raises(UnknownStrategyError, match=r"'gepa'.*mipro, random, simba") as info:
+        get_strategy("gepa")
     assert (info.value.code, info.value.status) == ("unknown_strategy", 400)
 
 

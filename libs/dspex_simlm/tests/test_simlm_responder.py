@@ -12,7 +12,7 @@ import pydantic
 import pytest
 
 from dspex_simlm.knowledge import KnowledgeBase
-from dspex_simlm.responder import Reply, respond
+from dspex_simlm.responder import Reply, is_instruction_field, respond
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +166,38 @@ def test_instruction_proposals_include_hints_only_sometimes(
     assert 0 in found
     assert max(found) >= 2
     assert 0.2 < sum(found) / (len(hints) * len(found)) < 0.6
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("instruction", True),
+        ("proposed_instruction", True),
+        ("solve_rule", True),
+        ("module_advice", True),
+        ("Feedback", True),
+        ("answer", False),
+        ("ruler", False),
+        ("rules_of_thumb", False),
+    ],
+)
+def test_instruction_like_fields_are_named_or_suffixed(name: str, expected: bool) -> None:
+    assert is_instruction_field(name) is expected
+
+
+ADVICE = dspy.Signature(
+    "module_names: list[str], worse_trajectory -> discussion, module_advice: dict[str, str]",
+    "Give advice per module.",
+)
+
+
+@pytest.mark.unit
+def test_advice_typed_as_a_dict_gets_one_instruction_per_listed_module() -> None:
+    messages = dspy.ChatAdapter().format(
+        ADVICE, demos=[], inputs={"module_names": ["self", "draft"], "worse_trajectory": "x"}
+    )
+    reply = respond({"messages": messages}, "sim-base", KB)
+    parsed = dspy.ChatAdapter().parse(ADVICE, reply.contents[0])
+    assert set(parsed["module_advice"]) == {"self", "draft"}
+    assert all(isinstance(v, str) and v for v in parsed["module_advice"].values())

@@ -4,6 +4,7 @@ with ``evaluate`` bound to the kernel's own :func:`~dspex_kernel.evaluate`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -88,6 +89,8 @@ async def optimize(
         return Evaluation(call, dict(overrides), split, indices, score, outcomes, usage)
 
     async def lm_backend(call: int, request: LMRequest) -> LMResponse:
+        if not request.model and runtime.model:
+            request = dataclasses.replace(request, model=runtime.model)
         return await runtime.lm.complete(request)
 
     runner = Runner(

@@ -18,7 +18,7 @@ Skill model (full description with examples in the package README):
 * Wrong answers are deterministic and plausible: a number off by a small non-zero amount,
   another row's answer, a negated bool, or a garbled string.
 * Requests about no known row get a well-formed value for every declared output type; fields
-  named like ``instruction``/``*_instruction``/``rule``/``advice``/``feedback`` get an
+  named like ``instruction``/``rule``/``advice``/``feedback`` (or ``*_rule`` etc.) get an
   instruction-like text that includes each task hint with probability 0.4 (hash-drawn).
 
 Faults (429 with Retry-After, 500, timeout, malformed) are drawn per request from

@@ -27,6 +27,7 @@ from .values import coerce, plausible, render, sentence
 INSTRUCTION_FIELDS = frozenset(
     {"instruction", "instructions", "rule", "rules", "advice", "feedback"}
 )
+INSTRUCTION_SUFFIXES = tuple(f"_{name}" for name in sorted(INSTRUCTION_FIELDS))
 # Each known hint appears in a proposed instruction with this probability (per hash draw).
 HINT_PROPOSAL_RATE = 0.4
 _LEADS = (
@@ -54,7 +55,7 @@ class Reply:
 
 def is_instruction_field(name: str) -> bool:
     lowered = name.lower()
-    return lowered in INSTRUCTION_FIELDS or lowered.endswith(("_instruction", "_instructions"))
+    return lowered in INSTRUCTION_FIELDS or lowered.endswith(INSTRUCTION_SUFFIXES)
 
 
 def text_messages(raw: Sequence[Any]) -> list[dict[str, str]]:
@@ -180,7 +181,12 @@ def _structured(
     for field in prompt.output_fields:
         if field.name in values:
             continue
-        if is_instruction_field(field.name):
+        if is_instruction_field(field.name) and field.type_label.startswith("dict"):
+            values[field.name] = {
+                name: propose_instruction(f"{key}/{name}", kb, messages)
+                for name in _listed_names(prompt.inputs)
+            }
+        elif is_instruction_field(field.name):
             values[field.name] = propose_instruction(key, kb, messages)
         elif is_reasoning_field(field.name):
             values[field.name] = reasoning_text(key, context, shown_answer)
@@ -188,6 +194,21 @@ def _structured(
             values[field.name] = plausible(field, key, context)
     order = [f.name for f in prompt.output_fields]
     return render(values, order, prompt.json_mode), outcome, p
+
+
+def _listed_names(inputs: Mapping[str, Any]) -> list[str]:
+    """Keys for a dict of instructions (advice per module): the names listed in an input
+    field whose name ends in ``names`` (a JSON list), else one key, ``default``."""
+    for name, value in inputs.items():
+        if not name.endswith("names"):
+            continue
+        try:
+            listed = json.loads(value) if isinstance(value, str) else value
+        except ValueError:
+            continue
+        if isinstance(listed, list) and listed and all(isinstance(n, str) for n in listed):
+            return list(dict.fromkeys(listed))
+    return ["default"]
 
 
 def _plain(

@@ -19,12 +19,16 @@ from ._base import (
 )
 from .beacon import beacon
 from .bootstrap import bootstrap
+from .mipro import mipro
 from .random_search import random_search
+from .simba import simba
 
 STRATEGIES: dict[str, Strategy] = {
     "beacon": beacon,
     "bootstrap": bootstrap,
+    "mipro": mipro,
     "random": random_search,
+    "simba": simba,
 }
 
 
@@ -54,5 +58,7 @@ __all__ = [
     "beacon",
     "bootstrap",
     "get_strategy",
+    "mipro",
     "random_search",
+    "simba",
 ]

@@ -1,0 +1,314 @@
+"""``mipro``: a joint search over every LM stage's instruction and demo set, the way DSPy's
+MIPROv2 does it. One teacher pass over the trainset gives traces, from which candidate demo
+sets are built as ``bootstrap`` builds them; a prompt model proposes instructions for each
+stage, grounded in a summary of the training data, the program, demos from those sets, the
+earlier proposals and a random tip (see ``_instructions``). Optuna's TPE (seeded,
+multivariate, ask-and-tell) then picks an instruction and a demo set per stage for each
+trial, scored on a fresh minibatch of the valset; every few trials and at the end, the
+configuration with the best mean minibatch score and no full score yet is scored on the
+full valset. The baseline (candidate 0 everywhere) enters the study with its full score.
+A configuration's score on an example is never asked for twice: minibatches reuse what
+earlier minibatches and full evaluations of it already scored.
+
+Params: ``auto`` ("light", "medium" or "heavy": n = 6, 12 or 18 candidates) sets
+``num_candidates`` (n demo sets per stage, its current demos included),
+``num_instruction_candidates`` (per stage, its current instruction included: n // 2 while
+demos are searched too, as DSPy, else n) and ``num_trials`` (DSPy's
+floor(max(2 * v * log2(n), 1.5 * n)), v = 2 choices per LM stage, 1 when zero-shot); each
+given explicitly overrides the preset. ``minibatch_size`` (35; 0 or at least the valset
+size: every trial is a full evaluation), ``minibatch_full_eval_steps`` (5),
+``max_bootstrapped_demos`` and ``max_labeled_demos`` (4 each; both 0: instructions only),
+``prompt_model`` (the program's first model), ``init_temperature`` (1.0, the last proposal's;
+earlier ones run cooler), ``tip_seed`` (None: tips are drawn from the run's seed),
+``data_summary_batches`` (2 observation calls, merged by one more; 0: no summary),
+``view_data_batch_size`` (10 examples per observation) and ``bootstrap``'s ``teacher``,
+``max_rounds``, ``metric_threshold``, ``bootstrap_pool`` and ``bootstrap_batch``."""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ..config import plan
+from ._base import Evaluation, StrategyContext, StrategyParamsError, StrategyResult
+from ._common import baseline_of, best_of
+from ._demos import DemoStage, demo_stages
+from ._instructions import ProposalStage, propose, summarize_data
+from ._prompting import prompt_model
+from .beacon import _quiet
+from .bootstrap import Trace, _candidate_sets, _collect, _Settings, _settings
+
+if TYPE_CHECKING:
+    import optuna
+
+PRESETS = {"light": 6, "medium": 12, "heavy": 18}
+DEMOS_IN_CONTEXT = 3  # traces collected for the proposer when no demos are searched
+Key = tuple[int, ...]  # an option index per dimension
+Dimension = tuple[str, list[Any]]  # an override path and its options, the current first
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    preset: str
+    candidates: int
+    instructions: int
+    trials: int
+    minibatch: int
+    full_eval_steps: int
+    zero_shot: bool
+    temperature: float
+    summary_batches: int
+    summary_batch_size: int
+    tips: random.Random
+
+
+def _plan(ctx: StrategyContext, n_stages: int) -> _Plan:
+    preset = ctx.param("auto", "light")
+    if preset not in PRESETS:
+        raise StrategyParamsError(
+            f"parameter 'auto' must be one of {', '.join(PRESETS)}; got {preset!r}"
+        )
+    n = ctx.int_param("num_candidates", PRESETS[preset], low=1)
+    zero_shot = (
+        ctx.int_param("max_bootstrapped_demos", 4) == 0
+        and ctx.int_param("max_labeled_demos", 4) == 0
+    )
+    # As DSPy: with demos in the search, half the candidates go to instructions.
+    halved = "num_candidates" not in ctx.params and not zero_shot
+    n_vars = n_stages * (1 if zero_shot else 2)
+    trials = math.floor(max(2 * n_vars * math.log2(n), 1.5 * n))
+    tip_seed = ctx.param("tip_seed", None)
+    if tip_seed is not None and (isinstance(tip_seed, bool) or not isinstance(tip_seed, int)):
+        raise StrategyParamsError("parameter 'tip_seed' must be an integer or null")
+    return _Plan(
+        preset=preset,
+        candidates=n,
+        instructions=ctx.int_param(
+            "num_instruction_candidates", max(1, n // 2) if halved else n, low=1
+        ),
+        trials=ctx.int_param("num_trials", trials),
+        minibatch=ctx.int_param("minibatch_size", 35),
+        full_eval_steps=ctx.int_param("minibatch_full_eval_steps", 5, low=1),
+        zero_shot=zero_shot,
+        temperature=ctx.float_param("init_temperature", 1.0, low=0.0, high=2.0),
+        summary_batches=ctx.int_param("data_summary_batches", 2),
+        summary_batch_size=ctx.int_param("view_data_batch_size", 10, low=1),
+        tips=ctx.rng if tip_seed is None else random.Random(tip_seed),
+    )
+
+
+async def mipro(ctx: StrategyContext) -> StrategyResult:
+    stages = demo_stages(ctx.spec)
+    p = _plan(ctx, len(stages))
+    boot = replace(_settings(ctx), num_sets=max(0, p.candidates - 3))
+    if p.zero_shot and "bootstrap_pool" not in ctx.params:
+        boot = replace(boot, pool=DEMOS_IN_CONTEXT)
+    model = prompt_model(ctx) if p.instructions > 1 and stages else ""
+    baseline = await baseline_of(ctx)
+    if not stages or not ctx.valset:
+        return best_of(baseline, [], {"trials": 0})
+
+    ctx.note(f"mipro ({p.preset}): bootstrapping demos from the trainset")
+    traces = await _collect(ctx, boot, stages) if boot.pool else []
+    demo_sets = _demo_options(ctx, boot, stages, traces, p.zero_shot)
+    instructions: dict[str, list[str]] = {s.name: [_instruction(ctx, s.name)] for s in stages}
+    skipped = 0
+    if p.instructions > 1:
+        ctx.note(f"mipro: {len(traces)} traces kept; summarising the training data")
+        summary = await summarize_data(ctx, model, p.summary_batches, p.summary_batch_size)
+        ctx.note(f"mipro: proposing {p.instructions - 1} instructions per stage")
+        shown = [_proposal_stage(ctx, s, demo_sets[s.name], traces, p.zero_shot) for s in stages]
+        instructions, skipped = await propose(
+            ctx,
+            shown,
+            model=model,
+            per_stage=p.instructions - 1,
+            data_summary=summary,
+            temperature=p.temperature,
+            tips=p.tips,
+        )
+    dims: list[Dimension] = []
+    for s in stages:
+        dims += [(f"{s.name}.instructions", instructions[s.name]), (s.path, demo_sets[s.name])]
+    dims = [d for d in dims if len(d[1]) > 1]
+    details: dict[str, Any] = {
+        "auto": p.preset,
+        "bootstrapped": len(traces),
+        "instruction_candidates": {s: len(c) for s, c in instructions.items()},
+        "demo_sets": {s: len(c) for s, c in demo_sets.items()},
+        "proposals_skipped": skipped,
+    }
+    if not dims or p.trials == 0:
+        return best_of(baseline, [], {**details, "trials": 0})
+    search = _Search(ctx, dims, baseline, p)
+    await search.run()
+    return best_of(baseline, search.full_scored, {**details, **search.counts()})
+
+
+def _instruction(ctx: StrategyContext, stage: str) -> str:
+    return next(p.signature.instructions for p in plan(ctx.spec) if p.name == stage)
+
+
+def _demo_options(
+    ctx: StrategyContext,
+    boot: _Settings,
+    stages: Sequence[DemoStage],
+    traces: Sequence[Trace],
+    zero_shot: bool,
+) -> dict[str, list[Any]]:
+    """Each stage's demo sets without repeats, its current demos first (the baseline's)."""
+    options: dict[str, list[Any]] = {s.name: [list(s.current)] for s in stages}
+    if zero_shot:
+        return options
+    for candidate in _candidate_sets(ctx, boot, stages, traces):
+        for s in stages:
+            demos = candidate[s.path]
+            if demos not in options[s.name]:
+                options[s.name].append(demos)
+    return options
+
+
+def _proposal_stage(
+    ctx: StrategyContext,
+    stage: DemoStage,
+    demo_sets: Sequence[Sequence[Any]],
+    traces: Sequence[Trace],
+    zero_shot: bool,
+) -> ProposalStage:
+    shown = [d for d in demo_sets if d]
+    if zero_shot:
+        shown = [[t[1][stage.name] for t in traces if stage.name in t[1]]]
+    sig = stage.signature
+    fields = f"{', '.join(sig.input_names)} -> {', '.join(sig.output_names)}"
+    return ProposalStage(stage.name, _instruction(ctx, stage.name), fields, shown)
+
+
+class _Search:
+    """The TPE trials and their bookkeeping: per-example scores known per configuration,
+    minibatch scores per configuration, and full-valset scores."""
+
+    def __init__(
+        self, ctx: StrategyContext, dims: Sequence[Dimension], baseline: Evaluation, p: _Plan
+    ) -> None:
+        self.ctx, self.dims, self.p = ctx, dims, p
+        n_val = len(ctx.valset)
+        self.minibatch = p.minibatch if 0 < p.minibatch < n_val else 0
+        base: Key = (0,) * len(dims)
+        self.known: dict[Key, dict[int, float]] = {
+            base: {o.index: o.score for o in baseline.outcomes}
+        }
+        self.batch_scores: dict[Key, list[float]] = {}
+        self.full: dict[Key, float] = {base: baseline.score}
+        self.full_scored: list[tuple[dict[str, Any], float]] = []
+        self.reused_batches = self.reused_examples = 0
+        self.study = self._study(baseline.score)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "trials": self.p.trials,
+            "minibatch_size": self.minibatch,
+            "full_evaluations": len(self.full_scored),
+            "minibatch_evaluations_reused": self.reused_batches,
+            "example_scores_reused": self.reused_examples,
+        }
+
+    async def run(self) -> None:
+        import optuna
+
+        ctx, p = self.ctx, self.p
+        ctx.note(f"mipro: {p.trials} trials over {len(self.dims)} choices")
+        distributions = self._distributions()
+        for t in range(1, p.trials + 1):
+            with _quiet():
+                trial = self.study.ask(distributions)
+            key = tuple(int(trial.params[path]) for path, _ in self.dims)
+            if self.minibatch:
+                batch = sorted(ctx.rng.sample(range(len(ctx.valset)), self.minibatch))
+                score = await self._on_batch(key, batch)
+            else:
+                score = await self._on_full(key)
+            with _quiet():
+                self.study.tell(trial, score)
+            ctx.note(f"mipro: trial {t}/{p.trials} scored {score:.3f}")
+            if self.minibatch and (t % p.full_eval_steps == 0 or t == p.trials):
+                leader = self._leader()
+                if leader is not None:
+                    # The study learns the full score too, as a trial of its own (as DSPy).
+                    full = await self._on_full(leader)
+                    params = {path: i for (path, _), i in zip(self.dims, leader, strict=True)}
+                    with _quiet():
+                        self.study.add_trial(
+                            optuna.trial.create_trial(
+                                params=params, distributions=distributions, value=full
+                            )
+                        )
+
+    async def _on_batch(self, key: Key, batch: Sequence[int]) -> float:
+        seen = self.known.setdefault(key, {})
+        missing = [i for i in batch if i not in seen]
+        self.reused_examples += len(batch) - len(missing)
+        if missing:
+            evaluation = await self.ctx.evaluate(self._overrides(key), missing)
+            seen.update((o.index, o.score) for o in evaluation.outcomes)
+        else:
+            self.reused_batches += 1
+        scores = [seen.get(i, 0.0) for i in batch]
+        score = sum(scores) / len(scores)
+        self.batch_scores.setdefault(key, []).append(score)
+        return score
+
+    async def _on_full(self, key: Key) -> float:
+        if key in self.full:
+            return self.full[key]
+        overrides = self._overrides(key)
+        # The full valset, not just the unseen examples, so the runner sees a full score
+        # (an LM cache answers the examples already seen).
+        evaluation = await self.ctx.evaluate(overrides)
+        self.known.setdefault(key, {}).update((o.index, o.score) for o in evaluation.outcomes)
+        self.full[key] = evaluation.score
+        self.full_scored.append((overrides, evaluation.score))
+        self.ctx.note(
+            f"mipro: full evaluation {len(self.full_scored)} scored {evaluation.score:.3f}"
+        )
+        return evaluation.score
+
+    def _leader(self) -> Key | None:
+        """The configuration with the best mean minibatch score and no full score (the
+        earliest tried on ties)."""
+        best: tuple[Key, float] | None = None
+        for key, scores in self.batch_scores.items():
+            mean = sum(scores) / len(scores)
+            if key not in self.full and (best is None or mean > best[1]):
+                best = (key, mean)
+        return None if best is None else best[0]
+
+    def _overrides(self, key: Key) -> dict[str, Any]:
+        return {path: options[i] for (path, options), i in zip(self.dims, key, strict=True) if i}
+
+    def _distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        import optuna
+
+        return {
+            path: optuna.distributions.CategoricalDistribution(list(range(len(options))))
+            for path, options in self.dims
+        }
+
+    def _study(self, baseline_score: float) -> optuna.Study:
+        import optuna
+
+        seed = self.ctx.rng.getrandbits(32)
+        with _quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+            study = optuna.create_study(direction="maximize", sampler=sampler)
+            baseline = {path: 0 for path, _ in self.dims}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=baseline, distributions=self._distributions(), value=baseline_score
+                )
+            )
+        return study

@@ -1,0 +1,264 @@
+"""``simba``: Stochastic Introspective Mini-Batch Ascent, the algorithm of DSPy's SIMBA.
+
+Each step takes the next mini-batch of the trainset and samples trajectories: for each of
+``num_candidates`` sampling temperatures and each example, a program drawn from the pool by
+softmax over mean scores (the baseline always among the top ones). Examples are bucketed by
+how much their trajectories' scores vary (max-min gap, then max, then max-mean gap); for
+the most variable buckets a source program is drawn, loses a few demos at random, and grows
+by one move: ``append_a_demo`` (the best trajectory's calls become demos) or
+``append_a_rule`` (a prompt model compares the best and the worst trajectory and writes one
+rule per stage, appended to its instructions). The new candidates are scored on the same
+mini-batch and join the pool; the step's winner is scored on the full valset, and the best
+full-valset score wins the run.
+
+Differences from DSPy, for economy and durability: identical candidates are scored once;
+candidates race on the mini-batch (successive halving: all on a quarter of it, the better
+half on the next quarter, the better half of those on the rest);
+winners are scored on the valset as they come, not on the whole trainset at the end, so a
+run ended by a budget still returns the best so far. Sampling temperatures replace DSPy's
+rollout ids: the first is the program's own, the rest spread over [0.5, 1.0] (within the
+program's temperature variable, if it has one).
+
+Params: ``bsize`` (32), ``num_candidates`` (6), ``max_steps`` (8), ``max_demos`` (4),
+``temperature_for_sampling`` (0.2), ``temperature_for_candidates`` (0.2), ``race`` (true),
+``demo_input_field_maxlen`` (100000) and ``prompt_model`` (the program's model)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._base import Evaluation, ExampleOutcome, StrategyContext, StrategyParamsError, StrategyResult
+from ._common import baseline_of, best_of
+from ._demos import demo_stages
+from ._records import canonical
+from ._simba_moves import Move, Moves, bucket_order, percentile, sampling_temperatures
+
+
+@dataclass
+class _Program:
+    overrides: dict[str, Any]
+    scores: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores) if self.scores else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    bsize: int
+    num_candidates: int
+    max_steps: int
+    max_demos: int
+    t_sampling: float
+    t_candidates: float
+    race: bool
+    demo_maxlen: int
+
+
+def _settings(ctx: StrategyContext) -> _Settings:
+    race = ctx.param("race", True)
+    if not isinstance(race, bool):
+        raise StrategyParamsError("parameter 'race' must be true or false")
+    return _Settings(
+        bsize=ctx.int_param("bsize", 32, low=1),
+        num_candidates=ctx.int_param("num_candidates", 6, low=1),
+        max_steps=ctx.int_param("max_steps", 8),
+        max_demos=ctx.int_param("max_demos", 4),
+        t_sampling=ctx.float_param("temperature_for_sampling", 0.2, low=1e-3, high=100.0),
+        t_candidates=ctx.float_param("temperature_for_candidates", 0.2, low=1e-3, high=100.0),
+        race=race,
+        demo_maxlen=ctx.int_param("demo_input_field_maxlen", 100_000, low=1),
+    )
+
+
+async def simba(ctx: StrategyContext) -> StrategyResult:
+    s = _settings(ctx)
+    baseline = await baseline_of(ctx)
+    stages = demo_stages(ctx.spec)
+    if not stages or s.max_steps == 0 or not ctx.trainset:
+        return best_of(baseline, [], {"steps": 0})
+    search = _Search(ctx, s, Moves(ctx, stages, s.max_demos, s.demo_maxlen))
+    search.pool.append(_Program({}, [o.score for o in baseline.outcomes]))
+    search.record_full({}, baseline)
+    for step in range(s.max_steps):
+        await search.step(step)
+    pairs = [(search.pool[i].overrides, score) for i, score in search.winners]
+    details = {
+        "steps": s.max_steps,
+        "programs": len(search.pool),
+        "winners": [score for _, score in search.winners],
+        "winners_stopped_early": search.stopped_early,
+        "rules_written": search.moves.rules_written,
+        "demos_appended": search.moves.demos_appended,
+    }
+    return best_of(baseline, pairs, details)
+
+
+class _Search:
+    def __init__(self, ctx: StrategyContext, s: _Settings, moves: Moves) -> None:
+        self.ctx, self.s, self.moves = ctx, s, moves
+        self.pool: list[_Program] = []
+        self.index: dict[str, int] = {}  # canonical overrides -> pool position
+        self.full: dict[str, Evaluation] = {}  # canonical overrides -> full-valset answer
+        self.best: Evaluation | None = None
+        self.winners: list[tuple[int, float]] = []  # pool position, full-valset score
+        self.stopped_early = 0
+        self.order = list(range(len(ctx.trainset)))
+        ctx.rng.shuffle(self.order)
+        self.cursor = 0
+        self.temperatures = sampling_temperatures(ctx.spec, s.num_candidates)
+
+    async def step(self, step: int) -> None:
+        batch = self._next_batch()
+        self.ctx.note(f"simba step {step + 1}/{self.s.max_steps}: sampling trajectories")
+        outcomes = await self._trajectories(batch)
+        flat = [o.score for row in outcomes for o in row]
+        p10, p90 = percentile(flat, 10), percentile(flat, 90)
+        buckets = [sorted(row, key=lambda o: -o.score) for row in outcomes]
+        ranked = sorted(range(len(batch)), key=lambda i: bucket_order(buckets[i]), reverse=True)
+        planned: list[tuple[dict[str, Any], Move, list[ExampleOutcome]]] = []
+        for i in ranked[: self.s.num_candidates + 1]:
+            source = self._softmax_pick(self._top_plus_baseline(), self.s.t_candidates)
+            start = self.moves.drop_demos(self.pool[source].overrides)
+            planned.append((start, self.ctx.rng.choice(self.moves.available), buckets[i]))
+        self.ctx.note(f"simba step {step + 1}: building {len(planned)} candidates")
+        built = await asyncio.gather(
+            *(move(start, bucket, p10, p90) for start, move, bucket in planned)
+        )
+        winner = await self._score_candidates(list(built), batch)
+        if winner is not None:
+            self.ctx.note(f"simba step {step + 1}: scoring the step's winner on the valset")
+            evaluation = await self._score_on_valset(self.pool[winner].overrides)
+            if evaluation is not None:
+                self.winners.append((winner, evaluation.score))
+
+    def record_full(self, overrides: Mapping[str, Any], evaluation: Evaluation) -> None:
+        self.full[canonical(overrides)] = evaluation
+        if self.best is None or evaluation.score > self.best.score:
+            self.best = evaluation
+
+    async def _score_on_valset(self, overrides: dict[str, Any]) -> Evaluation | None:
+        """The full-valset answer for ``overrides``. Racing, the candidate first meets the
+        best program so far on the first half of the valset and goes on only if it does at
+        least as well there (the second pass over that half is answered by the LM cache)."""
+        key = canonical(overrides)
+        if key in self.full:
+            return self.full[key]
+        n = len(self.ctx.valset)
+        if self.s.race and self.best is not None and n > 1:
+            half = list(range(n // 2))
+            trial = await self.ctx.evaluate(overrides, half)
+            incumbent = {o.index: o.score for o in self.best.outcomes}
+            if sum(o.score for o in trial.outcomes) < sum(incumbent[i] for i in half):
+                self.stopped_early += 1
+                return None
+        evaluation = await self.ctx.evaluate(overrides)
+        self.record_full(overrides, evaluation)
+        return evaluation
+
+    def _next_batch(self) -> list[int]:
+        size = min(self.s.bsize, len(self.order))
+        if self.cursor + size > len(self.order):
+            self.ctx.rng.shuffle(self.order)
+            self.cursor = 0
+        batch = self.order[self.cursor : self.cursor + size]
+        self.cursor += size
+        return batch
+
+    async def _trajectories(self, batch: Sequence[int]) -> list[list[ExampleOutcome]]:
+        """One outcome per (example, temperature): each from a program drawn per pair; the
+        pairs that share a program and a temperature go out as one evaluation."""
+        top = self._top_plus_baseline()
+        groups: dict[tuple[int, int], list[int]] = {}
+        for t in range(len(self.temperatures)):
+            for position in range(len(batch)):
+                program = self._softmax_pick(top, self.s.t_sampling)
+                groups.setdefault((program, t), []).append(position)
+        keys = list(groups)
+        evaluations = await asyncio.gather(
+            *(
+                self.ctx.evaluate(
+                    {**self.pool[p].overrides, **self.temperatures[t]},
+                    [batch[i] for i in groups[(p, t)]],
+                    split="train",
+                    want_traces=True,
+                )
+                for p, t in keys
+            )
+        )
+        rows: list[list[ExampleOutcome]] = [[] for _ in batch]
+        for key, evaluation in zip(keys, evaluations, strict=True):
+            by_index = {o.index: o for o in evaluation.outcomes}
+            for position in groups[key]:
+                rows[position].append(by_index[batch[position]])
+        return rows
+
+    async def _score_candidates(
+        self, candidates: Sequence[dict[str, Any]], batch: Sequence[int]
+    ) -> int | None:
+        """Score the distinct candidates on the batch (racing by successive halving), add
+        them to the pool and return the winner's position."""
+        distinct: dict[str, dict[str, Any]] = {}
+        for overrides in candidates:
+            distinct.setdefault(canonical(overrides), overrides)
+        if not distinct:
+            return None
+        keys = list(distinct)
+        rounds = _race_rounds(batch) if self.s.race and len(keys) > 1 else [list(batch)]
+        scores: dict[str, list[float]] = {k: [] for k in keys}
+        racing = keys
+        for n, part in enumerate(rounds):
+            evaluations = await asyncio.gather(
+                *(self.ctx.evaluate(distinct[k], part, split="train") for k in racing)
+            )
+            for k, evaluation in zip(racing, evaluations, strict=True):
+                scores[k].extend(o.score for o in evaluation.outcomes)
+            if n + 1 < len(rounds):
+                racing = _better_half(racing, scores)
+        finished = [k for k in keys if len(scores[k]) == len(batch)]
+        best = max(finished, key=lambda k: sum(scores[k]))  # max keeps the first of ties
+        for k in keys:
+            self._register(distinct[k], scores[k])
+        return self.index[best]
+
+    def _register(self, overrides: dict[str, Any], scores: list[float]) -> None:
+        key = canonical(overrides)
+        if key in self.index:
+            self.pool[self.index[key]].scores.extend(scores)
+        else:
+            self.index[key] = len(self.pool)
+            self.pool.append(_Program(overrides, list(scores)))
+
+    def _top_plus_baseline(self) -> list[int]:
+        ranked = sorted(range(len(self.pool)), key=lambda i: -self.pool[i].mean)
+        top = ranked[: self.s.num_candidates]
+        if 0 not in top:
+            top[-1] = 0
+        return top
+
+    def _softmax_pick(self, candidates: Sequence[int], temperature: float) -> int:
+        best = max(self.pool[i].mean for i in candidates)
+        # Shifted by the best mean: the same probabilities, and no overflow.
+        weights = [math.exp((self.pool[i].mean - best) / temperature) for i in candidates]
+        return self.ctx.rng.choices(list(candidates), weights=weights, k=1)[0]
+
+
+def _race_rounds(batch: Sequence[int]) -> list[list[int]]:
+    """Successive halving over the batch: a quarter, another quarter, then the rest, with
+    the better half of the field going on after each round (fewer rounds for tiny batches)."""
+    quarter = len(batch) // 4
+    if quarter == 0:
+        return [list(batch)]
+    return [list(batch[:quarter]), list(batch[quarter : 2 * quarter]), list(batch[2 * quarter :])]
+
+
+def _better_half(keys: Sequence[str], scores: Mapping[str, list[float]]) -> list[str]:
+    """The keys whose score so far reaches the median one (ties kept), in their order."""
+    totals = sorted((sum(scores[k]) for k in keys), reverse=True)
+    cutoff = totals[max(0, (len(totals) + 1) // 2 - 1)]
+    return [k for k in keys if sum(scores[k]) >= cutoff]

@@ -1,0 +1,520 @@
+"""The ``mipro`` strategy: instruction proposals, demo sets and TPE trials against a fake
+evaluator and a scripted prompt model (unit), then on math_qa with the simulated LM over
+HTTP (integration)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dspex_kernel import (
+    Budget,
+    Endpoint,
+    Evaluation,
+    ExampleOutcome,
+    InMemoryCallLog,
+    LMClient,
+    LMRequest,
+    LMResponse,
+    ProgramSpec,
+    Runner,
+    RunOutcome,
+    Runtime,
+    Usage,
+    load_examples,
+    optimize,
+)
+from dspex_kernel.cache import InMemoryLRUCache
+from dspex_kernel.strategies import Split, StrategyContext, StrategyParamsError
+from dspex_kernel.strategies._instructions import TIPS
+from dspex_kernel.strategies.mipro import mipro
+from dspex_kernel.testing import chat_reply, requested_fields
+
+ORIGINAL = "Answer the question."
+SPEC_DATA: dict[str, Any] = {
+    "name": "t",
+    "description": "Answers numbered questions.",
+    "stages": [
+        {
+            "name": "s",
+            "module": "predict",
+            "signature": {
+                "inputs": [{"name": "q"}],
+                "outputs": [{"name": "a", "type": "int"}],
+                "instructions": ORIGINAL,
+            },
+        }
+    ],
+    "configuration": {"defaults": {"model": "m"}},
+}
+TRAIN = [{"q": f"train {i}", "a": i, "_note": "metadata"} for i in range(40)]
+VAL = [{"q": f"val {i}", "a": i} for i in range(20)]
+Call = tuple[dict[str, Any], Split, tuple[int, ...]]
+
+
+def spec_with(**changes: Any) -> ProgramSpec:
+    return ProgramSpec.from_data({**SPEC_DATA, **changes})
+
+
+def quality(overrides: Mapping[str, Any], index: int) -> float:
+    """Instructions saying "good" help, demos help a little, every third example is easier."""
+    score = 0.2 + 0.05 * len(overrides.get("s.demos", []))
+    if "good" in overrides.get("s.instructions", ""):
+        score += 0.4
+    return min(1.0, score + (0.1 if index % 3 == 0 else 0.0))
+
+
+class Fake:
+    """Training runs: even examples succeed, with a trace; valset scores per example come
+    from ``quality``. Records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+
+    async def __call__(
+        self,
+        call: int,
+        overrides: Mapping[str, Any],
+        split: Split,
+        indices: tuple[int, ...],
+        want_traces: bool,
+    ) -> Evaluation:
+        self.calls.append((dict(overrides), split, indices))
+        outcomes = tuple(self._outcome(overrides, split, i, want_traces) for i in indices)
+        score = sum(o.score for o in outcomes) / len(outcomes)
+        return Evaluation(call, dict(overrides), split, indices, score, outcomes, Usage(1))
+
+    def _outcome(
+        self, overrides: Mapping[str, Any], split: Split, i: int, want_traces: bool
+    ) -> ExampleOutcome:
+        if split == "val":
+            return ExampleOutcome(i, quality(overrides, i), {"a": i})
+        entry = {
+            "stage": "s",
+            "module": "predict",
+            "inputs": {"q": TRAIN[i]["q"]},
+            "outputs": {"a": i},
+        }
+        trace = (entry,) if want_traces else ()
+        return ExampleOutcome(i, 1.0 if i % 2 == 0 else 0.0, {"a": i}, None, trace)
+
+    def val(self) -> list[Call]:
+        return [c for c in self.calls if c[1] == "val"]
+
+    def full(self) -> list[dict[str, Any]]:
+        return [c[0] for c in self.val() if c[2] == tuple(range(len(VAL)))]
+
+    def minibatches(self) -> list[Call]:
+        return [c for c in self.val() if c[2] != tuple(range(len(VAL)))]
+
+
+class PromptModel:
+    """A scripted prompt model: proposals come from ``proposals`` in turn (then numbered
+    "good" ones); data observations and summaries are fixed sentences."""
+
+    def __init__(self, proposals: Sequence[str] = ()) -> None:
+        self.proposals = list(proposals)
+        self.requests: list[LMRequest] = []
+
+    async def __call__(self, call: int, request: LMRequest) -> LMResponse:
+        self.requests.append(request)
+        fields = requested_fields(request)
+        if fields == ["proposed_instruction"]:
+            n = len(self.proposal_requests())
+            text = self.proposals[n - 1] if n <= len(self.proposals) else None
+            reply = text if text is not None else chat_reply(proposed_instruction=f"good {n}")
+        elif fields == ["observations"]:
+            reply = chat_reply(observations="Questions are numbered; answers are integers.")
+        else:
+            reply = chat_reply(summary="Numbered questions with integer answers.")
+        return LMResponse(reply, request.model, Usage(1))
+
+    def proposal_requests(self) -> list[LMRequest]:
+        return [r for r in self.requests if requested_fields(r) == ["proposed_instruction"]]
+
+
+def runner(
+    fake: Fake,
+    lm: PromptModel,
+    params: Mapping[str, Any] | None = None,
+    *,
+    spec: ProgramSpec | None = None,
+    seed: int = 3,
+    log: InMemoryCallLog | None = None,
+    **kw: Any,
+) -> Runner:
+    return Runner(
+        spec or spec_with(),
+        TRAIN,
+        VAL,
+        strategy=mipro,
+        seed=seed,
+        params={"minibatch_size": 5, **(params or {})},
+        log=log if log is not None else InMemoryCallLog(),
+        evaluate=fake,
+        lm=lm,
+        **kw,
+    )
+
+
+def user_text(request: LMRequest) -> str:
+    return str(request.messages[-1]["content"])
+
+
+# -- instruction proposals -----------------------------------------------------------------
+@pytest.mark.unit
+async def test_instruction_candidates_start_with_the_original_and_skip_bad_replies() -> None:
+    lm = PromptModel(
+        [
+            chat_reply(proposed_instruction="good and plain"),
+            "no field markers at all",
+            chat_reply(proposed_instruction="   "),
+            chat_reply(proposed_instruction='"good and plain"'),  # a repeat, once unquoted
+            chat_reply(proposed_instruction="fair"),
+        ]
+    )
+    fake = Fake()
+    params = {"num_instruction_candidates": 6, "num_trials": 30, "tip_seed": 1}
+    outcome = await runner(fake, lm, params).run()
+    assert outcome.status == "completed"
+    assert outcome.details["instruction_candidates"] == {"s": 3}
+    assert outcome.details["proposals_skipped"] == 3
+    tried = {c[0].get("s.instructions", ORIGINAL) for c in fake.val()}
+    assert tried == {ORIGINAL, "good and plain", "fair"}
+    assert outcome.best_overrides is not None
+    assert outcome.best_overrides["s.instructions"] == "good and plain"
+
+    requests = lm.proposal_requests()
+    assert len(requests) == 5  # the current instruction costs no call
+    first, last = user_text(requests[0]), user_text(requests[-1])
+    assert ORIGINAL in first
+    assert "None yet." in first
+    assert "Numbered questions with integer answers." in first  # the data summary
+    assert "stage 's' (predict)" in first  # the program
+    assert "q: train" in first  # demos from the trainset only
+    assert "q: val" not in first
+    assert "1. good and plain" in last  # the earlier proposals
+    assert "fair" not in last
+    temperatures = [r.temperature or 0.0 for r in requests]
+    assert len(set(temperatures)) == 5
+    assert max(temperatures) == 1.0
+    assert all(
+        any(tip and tip in user_text(r) for tip in TIPS) or "None." in user_text(r)
+        for r in requests
+    )
+
+
+@pytest.mark.unit
+async def test_the_data_summary_observes_training_fields_in_a_bounded_number_of_calls() -> None:
+    lm = PromptModel()
+    params = {"data_summary_batches": 3, "view_data_batch_size": 4}
+    await runner(Fake(), lm, params).run()
+    observe = [r for r in lm.requests if requested_fields(r) == ["observations"]]
+    summarize = [r for r in lm.requests if requested_fields(r) == ["summary"]]
+    assert (len(observe), len(summarize)) == (3, 1)
+    shown = [user_text(r).count("q: train") for r in observe]
+    assert shown == [4, 4, 4]
+    assert not any("_note" in user_text(r) for r in observe)  # only the program's fields
+
+    lm = PromptModel()
+    await runner(Fake(), lm, {"data_summary_batches": 0}).run()
+    assert {tuple(requested_fields(r)) for r in lm.requests} == {("proposed_instruction",)}
+    assert "Not available." in user_text(lm.requests[0])
+
+
+@pytest.mark.unit
+async def test_the_tip_seed_fixes_the_tips_whatever_the_run_seed() -> None:
+    chosen = []
+    for seed in (1, 2):
+        lm = PromptModel()
+        await runner(Fake(), lm, {"tip_seed": 7, "num_instruction_candidates": 5}, seed=seed).run()
+        requests = lm.proposal_requests()
+        chosen.append([next((t for t in TIPS[1:] if t in user_text(r)), "") for r in requests])
+    assert chosen[0] == chosen[1]
+    assert len(set(chosen[0])) > 1
+
+
+# -- the search ----------------------------------------------------------------------------
+@pytest.mark.unit
+async def test_trials_score_minibatches_and_the_best_mean_gets_a_full_evaluation() -> None:
+    fake, notes = Fake(), list[str]()
+    ctx = context(fake, {"num_trials": 10, "minibatch_full_eval_steps": 3}, notes)
+    result = await mipro(ctx)
+    trials = [n for n in notes if n.startswith("mipro: trial ")]
+    assert len(trials) == 10
+    # A full evaluation follows trials 3, 6, 9 and the last one (unless no candidate is left).
+    events = [n for n in notes if n in trials or "full evaluation" in n]
+    after = [
+        int(events[i - 1].split()[2].split("/")[0]) for i, n in enumerate(events) if "full" in n
+    ]
+    assert after
+    assert set(after) <= {3, 6, 9, 10}
+    assert result.details["full_evaluations"] == len(after) == len(fake.full()) - 1
+    batches = fake.minibatches()
+    assert batches
+    assert all(len(c[2]) <= 5 and len(set(c[2])) == len(c[2]) for c in batches)
+    # Every fully evaluated configuration was tried on a minibatch first; the first one is
+    # the best of the (distinct, here) configurations the first three trials tried, the
+    # baseline aside: it has a full score, and its minibatch scores cost no call.
+    for full in fake.full()[1:]:
+        assert any(c[0] == full for c in batches)
+    calls = fake.val()[1:]
+    first_full = next(i for i, c in enumerate(calls) if c[2] == tuple(range(len(VAL))))
+    before = calls[:first_full]
+    assert 1 <= len(before) <= 3
+    assert len({repr(c[0]) for c in before}) == len(before)
+    means = [sum(quality(c[0], i) for i in c[2]) / len(c[2]) for c in before]
+    assert calls[first_full][0] == before[means.index(max(means))][0]
+    assert result.score == max(quality_mean(o) for o in [{}, *fake.full()])
+    assert result.details["trials"] == 10
+
+
+@pytest.mark.unit
+async def test_no_configuration_is_scored_twice_on_an_example() -> None:
+    fake = Fake()
+    outcome = await runner(fake, PromptModel(), {"num_trials": 40}).run()
+    assert outcome.status == "completed"
+    assert {} not in [c[0] for c in fake.val()[1:]]  # the baseline is the runner's call 0
+    everything = tuple(range(len(VAL)))
+    scored: dict[str, set[int]] = {}
+    for overrides, _, indices in fake.val():
+        seen = scored.setdefault(repr(sorted(overrides.items())), set())
+        if indices == everything:
+            assert len(seen) < len(VAL)  # never two full evaluations of one configuration
+        else:
+            assert not seen & set(indices)
+        seen |= set(indices)
+    assert outcome.details["example_scores_reused"] > 0
+    assert outcome.details["minibatch_evaluations_reused"] >= 1
+
+
+@pytest.mark.unit
+async def test_without_minibatches_every_trial_is_a_full_evaluation() -> None:
+    fake = Fake()
+    outcome = await runner(fake, PromptModel(), {"minibatch_size": 0, "num_trials": 12}).run()
+    assert fake.minibatches() == []
+    fulls = [repr(sorted(o.items())) for o in fake.full()]
+    assert len(fulls) == len(set(fulls)) <= 13
+    assert outcome.details["minibatch_size"] == 0
+    assert outcome.best_score == max(quality_mean(o) for o in fake.full())
+    outcome = await runner(Fake(), PromptModel(), {"minibatch_size": len(VAL)}).run()
+    assert outcome.details["minibatch_size"] == 0  # a minibatch as large as the valset
+
+
+@pytest.mark.unit
+async def test_demo_sets_come_from_the_trainset_with_the_current_demos_first() -> None:
+    configured = {"defaults": {"model": "m"}, "stages": {"s": {"demos": [dict(TRAIN[1])]}}}
+    fake = Fake()
+    spec = spec_with(configuration=configured)
+    outcome = await runner(fake, PromptModel(), {"num_trials": 30}, spec=spec).run()
+    demo_sets = [c[0]["s.demos"] for c in fake.val() if "s.demos" in c[0]]
+    assert demo_sets
+    # The current demos, zero-shot, labeled only, unshuffled and three shuffled sets.
+    assert outcome.details["demo_sets"] == {"s": 7}
+    assert [TRAIN[1]] not in demo_sets  # the current demos are chosen by leaving them be
+    shown = [d for demos in demo_sets for d in demos]
+    assert all(d["q"].startswith("train") for d in shown)
+    assert all(len(demos) <= 4 for demos in demo_sets)
+    assert outcome.details["bootstrapped"] == 16
+
+
+@pytest.mark.unit
+async def test_every_lm_stage_gets_its_own_choices() -> None:
+    stages = [
+        {"name": "look", "module": "retrieve", "signature": "q -> passages: list[str]"},
+        {"name": "draft", "module": "predict", "signature": "q, passages -> plan"},
+        {"name": "s", "module": "chain_of_thought", "signature": "q, plan -> a: int"},
+    ]
+    fake, lm = Fake(), PromptModel()
+    outcome = await runner(fake, lm, {"num_candidates": 4}, spec=spec_with(stages=stages)).run()
+    assert outcome.status == "completed"
+    assert set(outcome.details["instruction_candidates"]) == {"draft", "s"}
+    steps = [user_text(r).split("[[ ## step ## ]]")[1].split()[0] for r in lm.proposal_requests()]
+    assert steps == ["draft:", "s:"] * 3  # a round asks for one proposal per stage
+    keys = {k for c in fake.val() for k in c[0]}
+    assert keys <= {"draft.instructions", "draft.demos", "s.instructions", "s.demos"}
+    assert outcome.details["trials"] == math.floor(max(2 * 4 * math.log2(4), 1.5 * 4))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("params", "instructions", "demo_sets", "trials"),
+    [
+        ({}, 3, 6, 10),
+        ({"auto": "medium"}, 6, 12, 18),
+        ({"auto": "heavy"}, 9, 18, 27),
+        ({"num_candidates": 4}, 4, 4, 8),
+        ({"num_candidates": 4, "num_trials": 3, "num_instruction_candidates": 2}, 2, 4, 3),
+        ({"max_bootstrapped_demos": 0, "max_labeled_demos": 0}, 6, 1, 9),
+    ],
+)
+async def test_presets_set_the_counts_and_explicit_params_override_them(
+    params: dict[str, Any], instructions: int, demo_sets: int, trials: int
+) -> None:
+    outcome = await runner(Fake(), PromptModel(), params).run()
+    assert outcome.status == "completed"
+    details = outcome.details
+    assert details["instruction_candidates"] == {"s": instructions}
+    assert details["demo_sets"] == {"s": demo_sets}
+    assert details["trials"] == trials
+
+
+@pytest.mark.unit
+async def test_zero_shot_search_still_shows_bootstrapped_demos_to_the_proposer() -> None:
+    fake, lm = Fake(), PromptModel()
+    params = {"max_bootstrapped_demos": 0, "max_labeled_demos": 0}
+    outcome = await runner(fake, lm, params).run()
+    assert outcome.details["bootstrapped"] == 3
+    assert all("s.demos" not in c[0] for c in fake.val())
+    assert "q: train 0" in user_text(lm.proposal_requests()[0])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"auto": "huge"},
+        {"num_candidates": 0},
+        {"num_trials": -1},
+        {"minibatch_size": "8"},
+        {"minibatch_full_eval_steps": 0},
+        {"init_temperature": 3},
+        {"tip_seed": "x"},
+        {"num_instruction_candidates": True},
+        {"teacher": 3},
+        {"prompt_model": ""},
+    ],
+)
+async def test_bad_params_fail_the_run_before_any_call(params: dict[str, Any]) -> None:
+    fake, lm = Fake(), PromptModel()
+    outcome = await runner(fake, lm, params).run()
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert outcome.error["code"] == StrategyParamsError.code
+    assert len(fake.calls) == 1  # only the runner's baseline
+    assert lm.requests == []
+
+
+@pytest.mark.unit
+async def test_the_prompt_model_is_the_programs_model_unless_named() -> None:
+    lm = PromptModel()
+    await runner(Fake(), lm).run()
+    assert lm.requests
+    assert {r.model for r in lm.requests} == {"m"}
+    lm = PromptModel()
+    await runner(Fake(), lm, {"prompt_model": "p"}).run()
+    assert {r.model for r in lm.requests} == {"p"}
+
+
+@pytest.mark.unit
+async def test_a_budget_ends_the_run_with_the_best_so_far() -> None:
+    fake, lm = Fake(), PromptModel()
+    outcome = await runner(fake, lm, budget=Budget(max_lm_calls=14)).run()
+    assert (outcome.status, outcome.stop_reason) == ("budget_exhausted", "max_lm_calls")
+    assert len(fake.calls) + len(lm.requests) == 14
+    assert len(fake.full()) >= 2  # the baseline and at least one full evaluation
+    assert outcome.best_score == max(quality_mean(o) for o in fake.full())
+
+
+@pytest.mark.unit
+async def test_same_seed_same_calls_and_a_recorded_run_replays_without_calls() -> None:
+    log, first, first_lm = InMemoryCallLog(), Fake(), PromptModel()
+    done = await runner(first, first_lm, log=log).run()
+    again, again_lm = Fake(), PromptModel()
+    await runner(again, again_lm).run()
+    assert again.calls == first.calls
+    assert [r.messages for r in again_lm.requests] == [r.messages for r in first_lm.requests]
+    other = Fake()
+    await runner(other, PromptModel(), seed=4).run()
+    assert other.calls != first.calls
+
+    replay, replay_lm = Fake(), PromptModel()
+    replayed = await runner(replay, replay_lm, log=log).run()
+    assert replay.calls == []
+    assert replay_lm.requests == []
+    assert (replayed.best_overrides, replayed.best_score, replayed.details) == (
+        done.best_overrides,
+        done.best_score,
+        done.details,
+    )
+
+
+def quality_mean(overrides: Mapping[str, Any]) -> float:
+    return sum(quality(overrides, i) for i in range(len(VAL))) / len(VAL)
+
+
+def context(fake: Fake, params: Mapping[str, Any], notes: list[str]) -> StrategyContext:
+    """A context outside a runner, to watch the strategy's notes in order."""
+    lm = PromptModel()
+    counter = iter(range(1_000_000))
+
+    async def evaluate(
+        overrides: Mapping[str, Any],
+        indices: Sequence[int] | None = None,
+        *,
+        split: Split = "val",
+        want_traces: bool = False,
+    ) -> Evaluation:
+        size = len(VAL) if split == "val" else len(TRAIN)
+        chosen = tuple(range(size)) if indices is None else tuple(indices)
+        return await fake(next(counter), overrides, split, chosen, want_traces)
+
+    async def ask(request: LMRequest) -> LMResponse:
+        return await lm(next(counter), request)
+
+    return StrategyContext(
+        spec_with(),
+        TRAIN,
+        VAL,
+        evaluate,
+        ask,
+        seed=3,
+        params={"minibatch_size": 5, **params},
+        on_note=notes.append,
+    )
+
+
+# -- on math_qa with the simulated LM ----------------------------------------------------
+async def optimize_math_qa(
+    sim_lm: str, example_dir: Path, params: Mapping[str, Any] | None = None
+) -> RunOutcome:
+    spec = ProgramSpec.load(example_dir / "program.yaml")
+    train = load_examples(example_dir / "train.jsonl")[:100]
+    dev = load_examples(example_dir / "dev.jsonl")[:60]
+    client = LMClient(
+        endpoint=Endpoint(api_base=sim_lm, api_key="sk-test"), cache=InMemoryLRUCache()
+    )
+    outcome = await optimize(
+        spec, train, dev, "numeric", runtime=Runtime(client), strategy=mipro, seed=0, params=params
+    )
+    print(
+        f"mipro: baseline {outcome.baseline_score:.3f} -> best {outcome.best_score:.3f} "
+        f"with {sorted(outcome.best_overrides or {})}, {outcome.evaluations} evaluations, "
+        f"{outcome.lm_calls} LM calls ({outcome.cached_calls} cached), {outcome.details}"
+    )
+    assert outcome.status == "completed"
+    assert client.usage.calls == outcome.lm_calls
+    return outcome
+
+
+@pytest.mark.integration
+async def test_mipro_improves_math_qa_over_http(sim_lm: str, example_dir: Path) -> None:
+    outcome = await optimize_math_qa(sim_lm, example_dir)
+    assert outcome.baseline_score is not None
+    assert outcome.best_score is not None
+    assert outcome.best_score >= outcome.baseline_score + 0.1
+    assert outcome.best_overrides
+    assert outcome.details["full_evaluations"] >= 1
+
+
+@pytest.mark.integration
+async def test_mipro_on_math_qa_is_reproducible(sim_lm: str, example_dir: Path) -> None:
+    params = {"num_trials": 5, "minibatch_full_eval_steps": 3}
+    first = await optimize_math_qa(sim_lm, example_dir, params)
+    second = await optimize_math_qa(sim_lm, example_dir, params)
+    assert (first.best_overrides, first.best_score) == (second.best_overrides, second.best_score)
+    assert first.lm_calls == second.lm_calls

@@ -1,0 +1,304 @@
+"""SIMBA: its moves and statistics (unit), whole runs against a fake evaluator and a
+scripted prompt model (unit), and math_qa with the simulated LM over HTTP (integration)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dspex_kernel import (
+    Budget,
+    Endpoint,
+    Evaluation,
+    ExampleOutcome,
+    InMemoryCallLog,
+    LMClient,
+    LMRequest,
+    LMResponse,
+    ProgramSpec,
+    Runner,
+    RunOutcome,
+    Runtime,
+    Usage,
+    load_examples,
+    optimize,
+)
+from dspex_kernel.cache import InMemoryLRUCache
+from dspex_kernel.strategies import Split, StrategyParamsError
+from dspex_kernel.strategies._simba_moves import (
+    _poisson,
+    bucket_order,
+    percentile,
+    sampling_temperatures,
+)
+from dspex_kernel.testing import chat_reply
+
+SPEC = ProgramSpec.from_data(
+    {
+        "name": "t",
+        "stages": [{"name": "s", "module": "predict", "signature": "q -> a: int"}],
+        "configuration": {"defaults": {"model": "m", "temperature": 0.0}},
+        "variables": {
+            "variables": [
+                {"name": "t", "kind": "float", "path": "*.temperature", "low": 0.0, "high": 0.8}
+            ]
+        },
+    }
+)
+TRAIN = [{"q": f"train {i}", "a": i, "difficulty": 0.5} for i in range(24)]
+VAL = [{"q": f"val {i}", "a": i} for i in range(10)]
+RULE = "RULE: add the numbers in order."
+
+
+def quality(overrides: Mapping[str, Any]) -> float:
+    """How good a configuration is: demos and the rule help."""
+    demos = len(overrides.get("s.demos") or [])
+    rule = RULE in str(overrides.get("s.instructions") or "")
+    return min(0.9, 0.3 + 0.1 * demos + 0.25 * rule)
+
+
+def draw(*parts: object) -> float:
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class Fake:
+    """Per-example success drawn from the configuration and the example; the valset gets
+    the configuration's quality on every example. Records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, Any], Split, tuple[int, ...], bool]] = []
+
+    async def __call__(
+        self,
+        call: int,
+        overrides: Mapping[str, Any],
+        split: Split,
+        indices: tuple[int, ...],
+        want_traces: bool,
+    ) -> Evaluation:
+        self.calls.append((dict(overrides), split, indices, want_traces))
+        key = repr(sorted(overrides.items()))
+        outcomes = []
+        for i in indices:
+            if split == "val":
+                outcomes.append(ExampleOutcome(i, quality(overrides), {"a": i}))
+                continue
+            right = draw(key, i) < quality(overrides)
+            answer = i if right else i + 1
+            trace = (
+                {
+                    "stage": "s",
+                    "module": "predict",
+                    "inputs": {"q": TRAIN[i]["q"]},
+                    "outputs": {"a": answer},
+                },
+            )
+            outcomes.append(
+                ExampleOutcome(i, float(right), {"a": answer}, None, trace if want_traces else ())
+            )
+        score = sum(o.score for o in outcomes) / len(outcomes)
+        return Evaluation(call, dict(overrides), split, indices, score, tuple(outcomes), Usage(1))
+
+    def full_val(self) -> list[dict[str, Any]]:
+        return [c[0] for c in self.calls if c[1] == "val" and c[2] == tuple(range(len(VAL)))]
+
+
+class PromptModel:
+    def __init__(self, reply: str | None = None) -> None:
+        self.requests: list[LMRequest] = []
+        self.reply = reply if reply is not None else chat_reply(discussion="d", s_rule=RULE)
+
+    async def __call__(self, call: int, request: LMRequest) -> LMResponse:
+        self.requests.append(request)
+        return LMResponse(self.reply, request.model, Usage(1))
+
+
+SMALL = {"bsize": 8, "num_candidates": 3, "max_steps": 4}
+
+
+async def run(
+    fake: Fake,
+    lm: PromptModel,
+    params: Mapping[str, Any] | None = None,
+    *,
+    log: InMemoryCallLog | None = None,
+    budget: Budget = Budget(),  # noqa: B008
+) -> RunOutcome:
+    runner = Runner(
+        SPEC,
+        TRAIN,
+        VAL,
+        strategy="simba",
+        seed=7,
+        params={**SMALL, **(params or {})},
+        budget=budget,
+        log=log if log is not None else InMemoryCallLog(),
+        evaluate=fake,
+        lm=lm,
+    )
+    return await runner.run()
+
+
+# -- statistics and moves ------------------------------------------------------------------
+@pytest.mark.unit
+def test_percentile_interpolates_like_the_usual_definition() -> None:
+    values = [0.0, 1.0, 1.0, 0.0, 0.5, 1.0, 0.25]
+    for q in (0, 10, 50, 90, 100):
+        expected = (
+            statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+            if 0 < q < 100
+            else (min(values) if q == 0 else max(values))
+        )
+        assert percentile(values, q) == pytest.approx(expected)
+
+
+@pytest.mark.unit
+def test_buckets_rank_by_gap_then_best_then_gap_to_mean() -> None:
+    def outcomes(*scores: float) -> list[ExampleOutcome]:
+        return [ExampleOutcome(0, s, {}) for s in scores]
+
+    mixed, steady, rare = outcomes(1, 0, 0), outcomes(1, 1, 1), outcomes(1, 1, 0)
+    assert bucket_order(mixed) == pytest.approx((1.0, 1.0, 2 / 3))
+    ranked = sorted([steady, rare, mixed], key=bucket_order, reverse=True)
+    assert ranked == [mixed, rare, steady]
+
+
+@pytest.mark.unit
+def test_poisson_draws_have_the_asked_mean() -> None:
+    rng = random.Random(1)
+    draws = [_poisson(rng.random, 0.75) for _ in range(20_000)]
+    assert statistics.fmean(draws) == pytest.approx(0.75, abs=0.03)
+    assert _poisson(rng.random, 0.0) == 0
+
+
+@pytest.mark.unit
+def test_sampling_temperatures_start_as_configured_and_stay_in_the_variable() -> None:
+    temps = sampling_temperatures(SPEC, 6)
+    assert temps[0] == {}
+    values = [t["*.temperature"] for t in temps[1:]]
+    assert values == sorted(set(values))
+    assert min(values) == 0.5
+    assert max(values) == 0.8
+
+
+# -- whole runs ----------------------------------------------------------------------------
+@pytest.mark.unit
+async def test_simba_samples_builds_races_and_keeps_the_best_valset_score() -> None:
+    fake, lm = Fake(), PromptModel()
+    outcome = await run(fake, lm)
+    assert outcome.status == "completed", outcome.error
+    trajectories = [c for c in fake.calls if c[3]]
+    assert trajectories
+    assert all(c[1] == "train" for c in trajectories)
+    temperatures = {c[0].get("*.temperature") for c in trajectories}
+    assert None in temperatures
+    assert len(temperatures) == 3
+    # Rules come from the prompt model, which sees both trajectories of one example.
+    assert lm.requests
+    prompt = lm.requests[0].messages[-1]["content"]
+    assert "better_trajectory" in prompt
+    assert "worse_trajectory" in prompt
+    assert all(r.model == "m" for r in lm.requests)
+    # The winner is the best full-valset score, and it learned something.
+    assert outcome.best_score == pytest.approx(max(quality(o) for o in fake.full_val()))
+    assert outcome.best_overrides is not None
+    assert outcome.best_score is not None
+    assert outcome.best_score > quality({})
+    details = outcome.details
+    assert details["rules_written"] + details["demos_appended"] > 0
+
+
+@pytest.mark.unit
+async def test_simba_races_candidates_unless_told_not_to() -> None:
+    raced, full = Fake(), Fake()
+    await run(raced, PromptModel())
+    await run(full, PromptModel(), {"race": False})
+
+    def candidate_batches(fake: Fake) -> set[int]:
+        return {len(c[2]) for c in fake.calls if c[1] == "train" and not c[3]}
+
+    assert candidate_batches(full) == {SMALL["bsize"]}
+    assert candidate_batches(raced) == {2, 4}  # a quarter, a quarter, then the half
+
+
+@pytest.mark.unit
+async def test_simba_skips_a_rule_it_cannot_parse() -> None:
+    fake = Fake()
+    outcome = await run(fake, PromptModel("no fields here"), {"max_demos": 0})
+    assert outcome.status == "completed"
+    assert outcome.details["rules_written"] == 0
+    assert all(RULE not in str(c[0].get("s.instructions", "")) for c in fake.calls)
+
+
+@pytest.mark.unit
+async def test_simba_budget_ends_the_run_with_the_best_so_far() -> None:
+    fake = Fake()
+    outcome = await run(fake, PromptModel(), budget=Budget(max_lm_calls=12))
+    assert (outcome.status, outcome.stop_reason) == ("budget_exhausted", "max_lm_calls")
+    assert outcome.best_score == pytest.approx(max(quality(o) for o in fake.full_val()))
+
+
+@pytest.mark.unit
+async def test_simba_replays_to_the_same_outcome_without_new_calls() -> None:
+    log = InMemoryCallLog()
+    done = await run(Fake(), PromptModel(), log=log)
+    again, lm = Fake(), PromptModel()
+    replayed = await run(again, lm, log=log)
+    assert again.calls == []
+    assert lm.requests == []
+    assert (replayed.best_overrides, replayed.best_score) == (done.best_overrides, done.best_score)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "params",
+    [{"bsize": 0}, {"race": "yes"}, {"temperature_for_sampling": 0}, {"prompt_model": ""}],
+)
+async def test_simba_rejects_bad_params(params: dict[str, Any]) -> None:
+    outcome = await run(Fake(), PromptModel(), {**params, "max_demos": 0})
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert outcome.error["code"] == StrategyParamsError.code
+
+
+# -- on math_qa with the simulated LM ----------------------------------------------------
+@pytest.mark.integration
+async def test_simba_improves_math_qa_over_http_and_repeats_itself(
+    sim_lm: str, example_dir: Path
+) -> None:
+    spec = ProgramSpec.load(example_dir / "program.yaml")
+    train = load_examples(example_dir / "train.jsonl")[:96]
+    dev = load_examples(example_dir / "dev.jsonl")[:60]
+    params = {"bsize": 16, "num_candidates": 4, "max_steps": 3}
+    outcomes = []
+    for _ in range(2):
+        client = LMClient(
+            endpoint=Endpoint(api_base=sim_lm, api_key="sk-test"), cache=InMemoryLRUCache()
+        )
+        outcomes.append(
+            await optimize(
+                spec,
+                train,
+                dev,
+                "numeric",
+                runtime=Runtime(client),
+                strategy="simba",
+                seed=0,
+                params=params,
+            )
+        )
+        assert client.usage.calls == outcomes[-1].lm_calls
+    first, second = outcomes
+    print(f"simba: {first.baseline_score} -> {first.best_score}, {first.lm_calls} calls")
+    assert first.status == "completed"
+    assert first.best_score is not None
+    assert first.baseline_score is not None
+    assert first.best_score >= first.baseline_score + 0.1
+    assert (second.best_overrides, second.best_score) == (first.best_overrides, first.best_score)
