@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
-from optimizer_helpers import RunWatcher, stream_events
+from optimizer_helpers import RunWatcher, optimizer_settings, start_replica, stream_events
 
 from dspex_contracts import (
     DatasetRef,
@@ -24,7 +25,8 @@ from dspex_contracts import (
 )
 from dspex_evaluator import EvaluatorSettings
 from dspex_evaluator import create_app as create_evaluator
-from dspex_kernel import ProgramSpec
+from dspex_kernel import Endpoint, LMClient, ProgramSpec, Runtime, optimize
+from dspex_runtime import datasets
 from dspex_runtime.testing.nats import NatsServer
 from dspex_simlm import PRICES
 from dspex_simlm.testing import SimLMProcess
@@ -95,3 +97,81 @@ async def test_random_search_on_math_qa_with_the_real_evaluator(
     assert len(per_call) == 2 * p.evaluations  # 16 examples in batches of 8
     assert set(per_call.values()) == {1}
     assert all(e["payload"]["error"] is None for e in scored)
+
+
+# Small settings, so that each strategy's run takes seconds on two cores.
+SAME_RESULT_PARAMS: dict[str, dict[str, Any]] = {
+    "random": {"n_candidates": 3},
+    "bootstrap": {"num_candidate_sets": 2, "max_bootstrapped_demos": 2, "bootstrap_batch": 8},
+    "beacon": {"n_trials": 4, "minibatch_size": 6},
+    "simba": {"bsize": 6, "num_candidates": 3, "max_steps": 2},
+    "mipro": {
+        "num_candidates": 3,
+        "num_trials": 4,
+        "minibatch_size": 6,
+        "max_bootstrapped_demos": 2,
+        "max_labeled_demos": 2,
+    },
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(SAME_RESULT_PARAMS))
+async def test_a_strategy_ends_the_same_through_the_services_and_in_process(
+    nats_server: NatsServer, sim_api_base: str, strategy: str
+) -> None:
+    """The same run, once through the optimizer and evaluator services and once as a
+    library call in this process, with the same seed: the same winner and score."""
+    lm = {"lm_api_base": sim_api_base, "lm_api_key": "sk-test", "lm_cache": "none"}
+    evaluator_settings = EvaluatorSettings(
+        nats_url=nats_server.url, http_port=0, backoff_s=[0.1], log_level="WARNING", **lm
+    )
+    service, app = create_evaluator(evaluator_settings)
+    evaluator_task = asyncio.create_task(service.serve(app))
+    datasets.clear_cache()
+    replica = await start_replica(optimizer_settings(nats_server, **lm))
+    nc = await nats.connect(nats_server.url)
+    spec = ProgramSpec.load(MATH_QA / "program.yaml")
+    train, dev = examples("train.jsonl", 24), examples("dev.jsonl", 12)
+    params, seed = SAME_RESULT_PARAMS[strategy], 5
+    try:
+        watcher = await RunWatcher(nc, nc.jetstream()).start()
+        run_id = f"same-{strategy}"
+        await watcher.send(
+            OptimizeRequested.create(
+                OptimizeRequestedPayload(
+                    run_id=run_id,
+                    program=ProgramSource(spec=spec.to_data()),
+                    trainset=DatasetRef(examples=train),
+                    valset=DatasetRef(examples=dev),
+                    metric="exact_match",
+                    strategy=strategy,
+                    strategy_params=params,
+                    seed=seed,
+                )
+            )
+        )
+        done = (await watcher.completion(run_id, timeout_s=240)).payload
+    finally:
+        await nc.close()
+        await replica.stop()
+        if service.http_server is not None:
+            service.http_server.should_exit = True
+        await asyncio.wait_for(evaluator_task, 30)
+    client = LMClient(endpoint=Endpoint(api_base=sim_api_base, api_key="sk-test"))
+    here = await optimize(
+        spec,
+        train,
+        dev,
+        "exact_match",
+        runtime=Runtime(client),
+        strategy=strategy,
+        seed=seed,
+        params=params,
+    )
+    print(f"{strategy}: {done.baseline_score} -> {done.best_score}, {done.usage.calls} LM calls")
+    assert (done.status, here.status) == ("completed", "completed"), (done.error, here.error)
+    winner = {**(done.best_assignment or {}), **(done.best_overrides or {})}
+    assert winner == here.best_overrides
+    assert done.best_score == pytest.approx(here.best_score)
+    assert done.evaluations == here.evaluations
+    assert done.usage.calls == here.lm_calls

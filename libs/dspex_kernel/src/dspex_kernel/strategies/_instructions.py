@@ -175,12 +175,14 @@ def _demos_text(
     return "\n\n".join(shown) if shown else "No examples available."
 
 
-def _examples_text(ctx: StrategyContext, indices: Sequence[int], fields: set[str]) -> str:
+def _examples_text(ctx: StrategyContext, indices: Sequence[int], fields: Sequence[str]) -> str:
+    """The examples' values in the signatures' field order (never the rows' own key order,
+    which a dataset store may change), or all of a row's keys, sorted, if it has none."""
     blocks = []
     for i in indices:
         example = ctx.trainset[i]
-        shown = {k: v for k, v in example.items() if k in fields} or dict(example)
-        blocks.append(_fields_text(shown))
+        shown = {k: example[k] for k in fields if k in example}
+        blocks.append(_fields_text(shown or {k: example[k] for k in sorted(example)}))
     return "\n\n".join(blocks)
 
 
@@ -188,6 +190,8 @@ def _fields_text(values: Mapping[str, Any]) -> str:
     return "\n".join(f"{k}: {shorten(v, DEMO_VALUE_CHARS)}" for k, v in values.items())
 
 
-def _data_fields(spec: ProgramSpec) -> set[str]:
-    """The field names the program's signatures use (rows may carry other metadata)."""
-    return {f.name for sig in spec.signatures.values() for f in sig.fields}
+def _data_fields(spec: ProgramSpec) -> list[str]:
+    """The field names the program's signatures use (rows may carry other metadata), in
+    their order of first use."""
+    names = (f.name for sig in spec.signatures.values() for f in sig.fields)
+    return list(dict.fromkeys(names))

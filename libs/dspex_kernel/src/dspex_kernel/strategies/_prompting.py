@@ -79,7 +79,10 @@ async def ask(
 
 def shorten(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     """A value as prompt text (JSON for structures), cut to ``limit`` characters."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, str):
+        text = value
+    else:  # sorted keys: the same prompt whatever order a dataset store kept a row's keys in
+        text = json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

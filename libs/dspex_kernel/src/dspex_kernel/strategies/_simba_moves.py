@@ -215,12 +215,12 @@ def _field_name(stage: str) -> str:
 def _fields_of(
     example: Mapping[str, Any], stages: Sequence[DemoStage], *, outputs: bool
 ) -> dict[str, Any]:
-    names = {
+    names = [
         n
         for st in stages
         for n in (st.signature.output_names if outputs else st.signature.input_names)
-    }
-    return {k: v for k, v in example.items() if k in names}
+    ]
+    return {k: example[k] for k in dict.fromkeys(names) if k in example}
 
 
 def _trajectory(outcome: ExampleOutcome | None) -> Any:
