@@ -39,6 +39,7 @@ bench: setup
 	$(PY) bench/kernel_overhead.py
 	$(PY) bench/exec_roundtrip.py
 	$(PY) bench/evaluator_scaling.py
+	$(PY) bench/optimizers.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
