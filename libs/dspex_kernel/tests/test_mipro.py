@@ -242,7 +242,8 @@ async def test_the_tip_seed_fixes_the_tips_whatever_the_run_seed() -> None:
 @pytest.mark.unit
 async def test_trials_score_minibatches_and_the_best_mean_gets_a_full_evaluation() -> None:
     fake, notes = Fake(), list[str]()
-    ctx = context(fake, {"num_trials": 10, "minibatch_full_eval_steps": 3}, notes)
+    params = {"num_trials": 10, "minibatch_full_eval_steps": 3, "race": False}
+    ctx = context(fake, params, notes)
     result = await mipro(ctx)
     trials = [n for n in notes if n.startswith("mipro: trial ")]
     assert len(trials) == 10
@@ -276,7 +277,7 @@ async def test_trials_score_minibatches_and_the_best_mean_gets_a_full_evaluation
 @pytest.mark.unit
 async def test_no_configuration_is_scored_twice_on_an_example() -> None:
     fake = Fake()
-    outcome = await runner(fake, PromptModel(), {"num_trials": 40}).run()
+    outcome = await runner(fake, PromptModel(), {"num_trials": 40, "race": False}).run()
     assert outcome.status == "completed"
     assert {} not in [c[0] for c in fake.val()[1:]]  # the baseline is the runner's call 0
     everything = tuple(range(len(VAL)))
@@ -518,3 +519,19 @@ async def test_mipro_on_math_qa_is_reproducible(sim_lm: str, example_dir: Path) 
     second = await optimize_math_qa(sim_lm, example_dir, params)
     assert (first.best_overrides, first.best_score) == (second.best_overrides, second.best_score)
     assert first.lm_calls == second.lm_calls
+
+
+@pytest.mark.unit
+async def test_a_leader_races_the_best_full_score_on_half_the_valset() -> None:
+    fake = Fake()
+    params = {"num_trials": 12, "minibatch_full_eval_steps": 2}
+    outcome = await runner(fake, PromptModel(), params).run()
+    assert outcome.status == "completed"
+    half = tuple(range(len(VAL) // 2))
+    screened = [c[0] for c in fake.val() if c[2] == half]
+    full = fake.full()[1:]  # after the baseline
+    details = outcome.details
+    assert len(screened) == details["full_evaluations"] + details["full_evaluations_stopped_early"]
+    assert details["full_evaluations"] == len(full)
+    assert all(f in screened for f in full)  # no full evaluation without its race
+    assert outcome.best_score == max(quality_mean(o) for o in [{}, *full])

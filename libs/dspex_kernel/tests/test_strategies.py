@@ -216,7 +216,7 @@ def train_calls(fake: Fake) -> list[tuple[dict[str, Any], Split, tuple[int, ...]
 @pytest.mark.unit
 async def test_bootstrap_builds_dspy_style_candidate_sets_from_the_trainset_only() -> None:
     fake = Fake(bootstrapped_count)
-    params = {"bootstrap_batch": 4, "bootstrap_pool": 4}
+    params = {"bootstrap_batch": 4, "bootstrap_pool": 4, "race": False}
     outcome = await run(spec_with(), fake, "bootstrap", params)
     # The teacher ran in batches until four examples (the even ones) succeeded.
     assert [(c[2], c[3]) for c in train_calls(fake)] == [((0, 1, 2, 3), True), ((4, 5, 6, 7), True)]
@@ -241,11 +241,12 @@ async def test_bootstrap_builds_dspy_style_candidate_sets_from_the_trainset_only
 @pytest.mark.unit
 async def test_bootstrap_skips_the_zero_shot_set_only_when_it_is_the_baseline() -> None:
     fake = Fake(bootstrapped_count)
-    await run(spec_with(), fake, "bootstrap", {"num_candidate_sets": 0})
+    await run(spec_with(), fake, "bootstrap", {"num_candidate_sets": 0, "race": False})
     assert all(c["s.demos"] for c in fake.valset_calls[1:])
     configured = {"defaults": {"model": "m"}, "stages": {"s": {"demos": [TRAIN[1]]}}}
     fake = Fake(bootstrapped_count)
-    await run(spec_with(configuration=configured), fake, "bootstrap", {"num_candidate_sets": 0})
+    params = {"num_candidate_sets": 0, "race": False}
+    await run(spec_with(configuration=configured), fake, "bootstrap", params)
     assert fake.valset_calls[1] == {"s.demos": []}
 
 
@@ -276,7 +277,7 @@ async def test_bootstrap_gives_demos_to_every_lm_stage_and_none_to_retrieval() -
         {"name": "s", "module": "chain_of_thought", "signature": "q, plan -> a: int"},
     ]
     fake = Fake(lambda o: bootstrapped_count(o, "draft.demos"), stages=("draft", "s"))
-    outcome = await run(spec_with(stages=stages), fake, "bootstrap")
+    outcome = await run(spec_with(stages=stages), fake, "bootstrap", {"race": False})
     candidates = fake.valset_calls[1:]
     assert all(set(c) == {"draft.demos", "s.demos"} for c in candidates)
     # The examples label no plan: the draft stage only gets bootstrapped demos.
@@ -289,6 +290,20 @@ async def test_bootstrap_gives_demos_to_every_lm_stage_and_none_to_retrieval() -
     )
     assert outcome.best_overrides is not None
     assert len(outcome.best_overrides["draft.demos"]) == 4
+
+
+@pytest.mark.unit
+async def test_bootstrap_races_the_sets_on_half_the_valset_first() -> None:
+    fake = Fake(bootstrapped_count)
+    outcome = await run(spec_with(), fake, "bootstrap", {"bootstrap_batch": 4})
+    screened = [c[0] for c in fake.calls if c[1] == "val" and c[2] == (0, 1)]
+    finalists = fake.valset_calls[1:]
+    assert len(screened) >= 6  # every candidate set met the first half of the valset
+    assert 1 <= len(finalists) <= -(-len(screened) // 3) + 2  # the top third, ties kept
+    assert all(f in screened for f in finalists)
+    best = max(bootstrapped_count(c) for c in screened)
+    assert outcome.best_score == best  # the best set is among the finalists
+    assert outcome.details["finalists"] == len(finalists)
 
 
 @pytest.mark.unit

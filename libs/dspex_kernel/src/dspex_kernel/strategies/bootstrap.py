@@ -2,14 +2,17 @@
 BootstrapFewShotWithRandomSearch builds them. A teacher runs on training examples; those
 it gets right give one demo per stage from their traces. Labeled training examples give
 more. Candidate demo sets (zero-shot, labeled only, bootstrapped, shuffled mixes of random
-size) are scored on the full valset and the best wins. Demos come from the trainset only.
+size) race on the valset and the best full-valset score wins: all are scored on its first
+half, the top third there (if at least as good as the baseline) on all of it (``race``
+false scores every set on the full valset, as DSPy does). Demos come from the trainset.
 
 Params: ``max_bootstrapped_demos`` (4), ``max_labeled_demos`` (4), ``num_candidate_sets``
 (6), ``max_rounds`` (1: extra rounds retry failed examples at a high temperature),
 ``metric_threshold`` (1.0: a trace counts when its example scores at least this),
 ``teacher`` (overrides for the teacher, e.g. ``{"module": "chain_of_thought"}``),
-``bootstrap_pool`` (traces to collect, default 4 x max_bootstrapped_demos) and
-``bootstrap_batch`` (training examples per teacher evaluation, 16)."""
+``bootstrap_pool`` (traces to collect, default 4 x max_bootstrapped_demos),
+``bootstrap_batch`` (training examples per teacher evaluation, 16), ``race`` (true) and
+``race_keep`` (1/3: the share of candidate sets that go on to the full valset)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from ..variables import FloatVar
 from ._base import StrategyContext, StrategyParamsError, StrategyResult
 from ._common import baseline_of, best_of
 from ._demos import Demo, DemoStage, demo_stages, labeled_demo, traced_demos
+from ._racing import screen
 from ._records import canonical
 
 Trace = tuple[int, dict[str, Demo]]
@@ -38,10 +42,15 @@ class _Settings:
     teacher: Mapping[str, Any]
     pool: int
     batch: int
+    race: bool
+    race_keep: float
 
 
 def _settings(ctx: StrategyContext) -> _Settings:
     max_bootstrapped = ctx.int_param("max_bootstrapped_demos", 4)
+    race = ctx.param("race", True)
+    if not isinstance(race, bool):
+        raise StrategyParamsError("parameter 'race' must be true or false")
     teacher = ctx.param("teacher", None) or {}
     if not isinstance(teacher, Mapping):
         raise StrategyParamsError("parameter 'teacher' must be a mapping of overrides")
@@ -54,6 +63,8 @@ def _settings(ctx: StrategyContext) -> _Settings:
         teacher=dict(teacher),
         pool=ctx.int_param("bootstrap_pool", 4 * max_bootstrapped),
         batch=ctx.int_param("bootstrap_batch", 16, low=1),
+        race=race,
+        race_keep=ctx.float_param("race_keep", 1 / 3, low=0.0, high=1.0),
     )
 
 
@@ -66,9 +77,17 @@ async def bootstrap(ctx: StrategyContext) -> StrategyResult:
     traces = await _collect(ctx, settings, stages)
     candidates = _candidate_sets(ctx, settings, stages, traces)
     ctx.note(f"bootstrap: {len(traces)} traces kept; scoring {len(candidates)} demo sets")
-    scored = await asyncio.gather(*(ctx.evaluate(c) for c in candidates))
-    pairs = [(c, e.score) for c, e in zip(candidates, scored, strict=True)]
-    details = {"candidates": len(candidates), "bootstrapped": len(traces)}
+    if settings.race:
+        finalists = await screen(ctx, candidates, baseline, settings.race_keep)
+    else:
+        scored = await asyncio.gather(*(ctx.evaluate(c) for c in candidates))
+        finalists = list(zip(candidates, scored, strict=True))
+    pairs = [(c, e.score) for c, e in finalists]
+    details = {
+        "candidates": len(candidates),
+        "bootstrapped": len(traces),
+        "finalists": len(finalists),
+    }
     return best_of(baseline, pairs, details)
 
 

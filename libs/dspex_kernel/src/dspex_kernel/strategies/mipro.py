@@ -5,8 +5,9 @@ stage, grounded in a summary of the training data, the program, demos from those
 earlier proposals and a random tip (see ``_instructions``). Optuna's TPE (seeded,
 multivariate, ask-and-tell) then picks an instruction and a demo set per stage for each
 trial, scored on a fresh minibatch of the valset; every few trials and at the end, the
-configuration with the best mean minibatch score and no full score yet is scored on the
-full valset. The baseline (candidate 0 everywhere) enters the study with its full score.
+configuration with the best mean minibatch score and no full score yet races the best full
+score on half the valset and, if it holds up there, is scored on the full valset. The
+baseline (candidate 0 everywhere) enters the study with its full score.
 A configuration's score on an example is never asked for twice: minibatches reuse what
 earlier minibatches and full evaluations of it already scored.
 
@@ -22,7 +23,8 @@ size: every trial is a full evaluation), ``minibatch_full_eval_steps`` (5),
 earlier ones run cooler), ``tip_seed`` (None: tips are drawn from the run's seed),
 ``data_summary_batches`` (2 observation calls, merged by one more; 0: no summary),
 ``view_data_batch_size`` (10 examples per observation) and ``bootstrap``'s ``teacher``,
-``max_rounds``, ``metric_threshold``, ``bootstrap_pool`` and ``bootstrap_batch``."""
+``max_rounds``, ``metric_threshold``, ``bootstrap_pool`` and ``bootstrap_batch``;
+``race`` (true; false: every leader gets a full evaluation, as DSPy)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from ._common import baseline_of, best_of
 from ._demos import DemoStage, demo_stages
 from ._instructions import ProposalStage, propose, summarize_data
 from ._prompting import prompt_model
+from ._racing import challenge
 from .beacon import _quiet
 from .bootstrap import Trace, _candidate_sets, _collect, _Settings, _settings
 
@@ -64,6 +67,14 @@ class _Plan:
     summary_batches: int
     summary_batch_size: int
     tips: random.Random
+    race: bool
+
+
+def _race_param(ctx: StrategyContext) -> bool:
+    race = ctx.param("race", True)
+    if not isinstance(race, bool):
+        raise StrategyParamsError("parameter 'race' must be true or false")
+    return race
 
 
 def _plan(ctx: StrategyContext, n_stages: int) -> _Plan:
@@ -93,6 +104,7 @@ def _plan(ctx: StrategyContext, n_stages: int) -> _Plan:
         trials=ctx.int_param("num_trials", trials),
         minibatch=ctx.int_param("minibatch_size", 35),
         full_eval_steps=ctx.int_param("minibatch_full_eval_steps", 5, low=1),
+        race=_race_param(ctx),
         zero_shot=zero_shot,
         temperature=ctx.float_param("init_temperature", 1.0, low=0.0, high=2.0),
         summary_batches=ctx.int_param("data_summary_batches", 2),
@@ -203,6 +215,8 @@ class _Search:
         }
         self.batch_scores: dict[Key, list[float]] = {}
         self.full: dict[Key, float] = {base: baseline.score}
+        self.best_full = baseline
+        self.stopped_early = 0
         self.full_scored: list[tuple[dict[str, Any], float]] = []
         self.reused_batches = self.reused_examples = 0
         self.study = self._study(baseline.score)
@@ -212,6 +226,7 @@ class _Search:
             "trials": self.p.trials,
             "minibatch_size": self.minibatch,
             "full_evaluations": len(self.full_scored),
+            "full_evaluations_stopped_early": self.stopped_early,
             "minibatch_evaluations_reused": self.reused_batches,
             "example_scores_reused": self.reused_examples,
         }
@@ -238,7 +253,7 @@ class _Search:
                 leader = self._leader()
                 if leader is not None:
                     # The study learns the full score too, as a trial of its own (as DSPy).
-                    full = await self._on_full(leader)
+                    full = await self._on_full(leader, race=self.p.race)
                     params = {path: i for (path, _), i in zip(self.dims, leader, strict=True)}
                     with _quiet():
                         self.study.add_trial(
@@ -261,15 +276,25 @@ class _Search:
         self.batch_scores.setdefault(key, []).append(score)
         return score
 
-    async def _on_full(self, key: Key) -> float:
+    async def _on_full(self, key: Key, *, race: bool = False) -> float:
         if key in self.full:
             return self.full[key]
         overrides = self._overrides(key)
         # The full valset, not just the unseen examples, so the runner sees a full score
-        # (an LM cache answers the examples already seen).
-        evaluation = await self.ctx.evaluate(overrides)
+        # (an LM cache answers the examples already seen). Racing, the leader first meets
+        # the best full score on half the valset; stopped there, the study is told its
+        # score on that half, and it is not a leader again.
+        if race:
+            evaluation, full = await challenge(self.ctx, overrides, self.best_full)
+        else:
+            evaluation, full = await self.ctx.evaluate(overrides), True
         self.known.setdefault(key, {}).update((o.index, o.score) for o in evaluation.outcomes)
         self.full[key] = evaluation.score
+        if not full:
+            self.stopped_early += 1
+            return evaluation.score
+        if evaluation.score > self.best_full.score:
+            self.best_full = evaluation
         self.full_scored.append((overrides, evaluation.score))
         self.ctx.note(
             f"mipro: full evaluation {len(self.full_scored)} scored {evaluation.score:.3f}"

@@ -34,6 +34,7 @@ from typing import Any
 from ._base import Evaluation, ExampleOutcome, StrategyContext, StrategyParamsError, StrategyResult
 from ._common import baseline_of, best_of
 from ._demos import demo_stages
+from ._racing import challenge
 from ._records import canonical
 from ._simba_moves import Move, Moves, bucket_order, percentile, sampling_temperatures
 
@@ -149,14 +150,13 @@ class _Search:
         key = canonical(overrides)
         if key in self.full:
             return self.full[key]
-        n = len(self.ctx.valset)
-        if self.s.race and self.best is not None and n > 1:
-            half = list(range(n // 2))
-            trial = await self.ctx.evaluate(overrides, half)
-            incumbent = {o.index: o.score for o in self.best.outcomes}
-            if sum(o.score for o in trial.outcomes) < sum(incumbent[i] for i in half):
+        if self.s.race and self.best is not None:
+            evaluation, full = await challenge(self.ctx, overrides, self.best)
+            if not full:
                 self.stopped_early += 1
                 return None
+            self.record_full(overrides, evaluation)
+            return evaluation
         evaluation = await self.ctx.evaluate(overrides)
         self.record_full(overrides, evaluation)
         return evaluation
