@@ -82,3 +82,22 @@ def test_unknown_predictors_are_rejected() -> None:
     state["elsewhere.predict"] = state["draft"]
     with pytest.raises(ProgramError, match="match no stage"):
         load_dspy_state(SPEC, state)
+
+
+def test_a_bare_predict_saved_by_dspy_loads_into_the_one_lm_stage(tmp_path: Path) -> None:
+    spec = ProgramSpec.from_data(
+        {
+            "name": "one",
+            "stages": [{"name": "solve", "module": "predict", "signature": "question -> answer"}],
+        }
+    )
+    program = dspy.Predict(dspy.Signature("question -> answer", "Be brief."))
+    program.demos = [dspy.Example(question="1 + 1?", answer="2")]
+    path = tmp_path / "predict.json"
+    program.save(str(path))
+    loaded = load_dspy_file(spec, path)
+    config = loaded.configuration.stages["solve"]
+    assert config.instructions == "Be brief."
+    assert config.demos == [{"question": "1 + 1?", "answer": "2"}]
+    with pytest.raises(ProgramError, match="one unnamed predictor"):
+        load_dspy_file(SPEC, path)

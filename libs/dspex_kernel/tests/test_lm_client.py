@@ -19,7 +19,9 @@ from dspex_kernel.errors import (
     LMUnavailableError,
 )
 from dspex_kernel.lm import (
+    ZERO_USAGE,
     Endpoint,
+    LMCall,
     LMClient,
     LMRequest,
     LMResponse,
@@ -324,3 +326,47 @@ async def test_usage_totals_add_up_under_concurrency(sleep: RecordingSleep) -> N
 def test_invalid_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         LMClient(transport=FakeTransport(RAW), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_observers_hear_of_every_call_once(sleep: RecordingSleep) -> None:
+    heard: list[LMCall] = []
+    transport = FakeTransport(
+        RawCompletion("Paris", "sim-base", 12, 3, "stop", 0.5),
+        LMRateLimitError("slow down"),
+        RAW,
+        LMBadRequestError("bad"),
+    )
+    lm = client(transport, sleep, cache=InMemoryLRUCache(), observers=[heard.append])
+    await lm.complete(request())
+    await lm.complete(request())  # a hit
+    await lm.complete(request("retried once"))
+    with pytest.raises(LMBadRequestError):
+        await lm.complete(request("refused"))
+    assert [(c.model, c.cache_hit, c.error_code) for c in heard] == [
+        (MODEL, False, None),
+        (MODEL, True, None),
+        (MODEL, False, None),
+        (MODEL, False, "lm_bad_request"),
+    ]
+    assert heard[0].usage == Usage(1, 0, 12, 3, 0.5)
+    assert heard[1].usage == Usage(1, 1, 12, 3, 0.0)
+    assert heard[3].usage == ZERO_USAGE
+    assert all(c.latency_s >= 0 for c in heard)
+
+
+async def test_without_a_cache_observers_see_no_cache_lookup(sleep: RecordingSleep) -> None:
+    heard: list[LMCall] = []
+    lm = client(FakeTransport(RAW), sleep)
+    lm.add_observer(heard.append)
+    await lm.complete(request())
+    assert heard == [LMCall(MODEL, heard[0].latency_s, Usage(1, 0, 12, 3, 0.0), None, None)]
+
+
+async def test_a_failing_observer_does_not_fail_the_call(sleep: RecordingSleep) -> None:
+    def broken(call: LMCall) -> None:
+        raise RuntimeError("observer bug")
+
+    heard: list[LMCall] = []
+    lm = client(FakeTransport(RAW), sleep, observers=[broken, heard.append])
+    assert (await lm.complete(request())).text == "Paris"
+    assert len(heard) == 1

@@ -218,14 +218,38 @@ async def test_simba_samples_builds_races_and_keeps_the_best_valset_score() -> N
 @pytest.mark.unit
 async def test_simba_races_candidates_unless_told_not_to() -> None:
     raced, full = Fake(), Fake()
-    await run(raced, PromptModel())
-    await run(full, PromptModel(), {"race": False})
+    await run(raced, PromptModel(), {"final_candidates": 0})
+    await run(full, PromptModel(), {"race": False, "final_candidates": 0})
 
     def candidate_batches(fake: Fake) -> set[int]:
         return {len(c[2]) for c in fake.calls if c[1] == "train" and not c[3]}
 
     assert candidate_batches(full) == {SMALL["bsize"]}
     assert candidate_batches(raced) == {2, 4}  # a quarter, a quarter, then the half
+
+
+@pytest.mark.unit
+async def test_simba_final_selection_adds_the_training_examples_the_demos_did_not_come_from() -> (
+    None
+):
+    fake = Fake()
+    outcome = await run(fake, PromptModel())
+    final = [c for c in fake.calls if c[1] == "train" and len(c[2]) > SMALL["bsize"]]
+    assert len(final) == outcome.details["finalists"] == 3
+    for overrides, _, indices, _ in final:
+        sources = {d["q"] for d in overrides.get("s.demos", [])}
+        assert {TRAIN[i]["q"] for i in indices}.isdisjoint(sources)
+        assert len(indices) == len(TRAIN) - len(sources)
+    assert outcome.best_overrides in [c[0] for c in final]
+
+    # The winner has the best mean over its valset and training examples together.
+    def mean_of(overrides: dict[str, Any], indices: tuple[int, ...]) -> float:
+        key = repr(sorted(overrides.items()))
+        train = [float(draw(key, i) < quality(overrides)) for i in indices]
+        return (sum(train) + quality(overrides) * len(VAL)) / (len(train) + len(VAL))
+
+    means = [mean_of(c[0], c[2]) for c in final]
+    assert outcome.best_overrides == final[means.index(max(means))][0]
 
 
 @pytest.mark.unit

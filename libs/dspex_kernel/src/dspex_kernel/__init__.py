@@ -20,7 +20,7 @@ from .errors import (
 )
 from .evaluate import EvaluationReport, ExampleResult, evaluate, load_examples
 from .execute import Result, execute
-from .lm import LM, Endpoint, LMClient, LMRequest, LMResponse, Usage
+from .lm import LM, Endpoint, LMCall, LMClient, LMObserver, LMRequest, LMResponse, Usage
 from .metrics import BUILTIN_METRICS, Metric, get_metric
 from .modules import MODULES, TraceEntry
 from .optimize import (
@@ -102,8 +102,10 @@ __all__ = [
     "IntVar",
     "JSONAdapter",
     "LMBackend",
+    "LMCall",
     "LMClient",
     "LMError",
+    "LMObserver",
     "LMRateLimitError",
     "LMRequest",
     "LMResponse",

@@ -34,9 +34,19 @@ def _stage_signature(spec: ProgramSpec, stage: str, module: str) -> Signature:
 def load_dspy_state(spec: ProgramSpec, state: Mapping[str, Any]) -> ProgramSpec:
     """A copy of ``spec`` whose stages take the instructions and demos of the matching
     predictors in a DSPy saved state. Every predictor must map to a stage."""
-    predictors = {k: v for k, v in state.items() if k != "metadata" and isinstance(v, dict)}
     lm_stages = [s for s in spec.stages if s.module in LM_MODULES]
     overrides: dict[str, Any] = {}
+    if _is_one_predictor(state):
+        # A bare ``dspy.Predict`` saves its own state, unnamed, at the top level.
+        if len(lm_stages) != 1:
+            raise ProgramError(
+                f"the DSPy state is one unnamed predictor; {spec.name!r} has "
+                f"{len(lm_stages)} LM stages, so it cannot say which one it belongs to"
+            )
+        stage = lm_stages[0]
+        _read_predictor(spec, stage.name, stage.module, state, overrides)
+        return spec.with_configuration(overrides)
+    predictors = {k: v for k, v in state.items() if k != "metadata" and isinstance(v, dict)}
     used: set[str] = set()
     for stage in lm_stages:
         key = next((k for k in _predictor_keys(stage.name, stage.module) if k in predictors), None)
@@ -53,6 +63,10 @@ def load_dspy_state(spec: ProgramSpec, state: Mapping[str, Any]) -> ProgramSpec:
             f"{spec.name!r} (stages: {[s.name for s in spec.stages]})"
         )
     return spec.with_configuration(overrides)
+
+
+def _is_one_predictor(state: Mapping[str, Any]) -> bool:
+    return isinstance(state.get("signature"), dict) and isinstance(state.get("demos"), list)
 
 
 def _extract_keys(spec: ProgramSpec) -> set[str]:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
@@ -122,6 +122,25 @@ inject a stub here; the default is litellm."""
 Sleep = Callable[[float], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class LMCall:
+    """One finished :meth:`LMClient.complete`, as observers see it. ``usage`` is the call's
+    (zero when it failed); ``cache_hit`` is None when the client has no cache;
+    ``error_code`` is the :class:`~dspex_kernel.errors.DSPExError` code of a failed call."""
+
+    model: str
+    latency_s: float
+    usage: Usage = ZERO_USAGE
+    cache_hit: bool | None = None
+    error_code: str | None = None
+
+
+LMObserver = Callable[[LMCall], None]
+"""Told of every finished call, on the caller's task: it must be quick and must not raise
+(an observer that does is logged and ignored). Services count calls with one; the kernel
+library stays free of any metrics package."""
+
+
 class LMClient:
     """The :class:`LM` every model call goes through.
 
@@ -137,6 +156,8 @@ class LMClient:
     - ``prices`` (USD per 1M prompt and completion tokens, by model string) price calls
       whose transport reports a cost of 0; the litellm transport is told them too.
     - ``timeout_s`` is passed to the transport, which enforces it per attempt.
+    - Each ``observers`` entry is told of every call once it has finished (:class:`LMCall`):
+      served, served from the cache, or failed.
     """
 
     def __init__(
@@ -153,6 +174,7 @@ class LMClient:
         transport: Transport | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        observers: Sequence[LMObserver] = (),
     ) -> None:
         if max_retries < 0 or backoff_base_s < 0 or backoff_max_s < 0 or timeout_s <= 0:
             raise ValueError("retries and back-off must be >= 0 and timeout_s > 0")
@@ -173,6 +195,7 @@ class LMClient:
         self._transport = transport
         self._sleep = sleep
         self._uniform = (rng or random.Random()).uniform
+        self._observers = list(observers)
         # Running totals as plain numbers: one Usage object per call would be churn.
         self._calls = self._cached_calls = self._prompt_tokens = self._completion_tokens = 0
         self._cost_usd = 0.0
@@ -209,6 +232,10 @@ class LMClient:
         """Cache reads or writes that failed and were treated as misses."""
         return self._cache_errors
 
+    def add_observer(self, observer: LMObserver) -> None:
+        """Tell ``observer`` of every call from now on (see :data:`LMObserver`)."""
+        self._observers.append(observer)
+
     async def complete(self, request: LMRequest) -> LMResponse:
         started = time.perf_counter()
         key = None
@@ -216,7 +243,10 @@ class LMClient:
             key = cache_key(request)
             hit = await self._cache_get(key)
             if hit is not None:
-                return self._serve_hit(hit, started)
+                response = self._serve_hit(hit, started)
+                self._notify(LMCall(request.model, response.latency_s, response.usage, True))
+                return response
+        cache_hit = False if self._cache is not None else None
         endpoint = self._endpoints.get(request.model, self._endpoint)
         try:
             try:
@@ -224,8 +254,10 @@ class LMClient:
             except LMError as e:
                 # The first attempt runs outside tenacity: AsyncRetrying costs ~40 µs a call.
                 raw = await self._retry(request, endpoint, e)
-        except DSPExError:
+        except DSPExError as e:
             self._failed_calls += 1
+            latency = time.perf_counter() - started
+            self._notify(LMCall(request.model, latency, ZERO_USAGE, cache_hit, e.code))
             raise
         cost = raw.cost_usd or self._price(request.model, raw)
         usage = Usage(1, 0, raw.prompt_tokens, raw.completion_tokens, cost)
@@ -243,7 +275,16 @@ class LMClient:
         self._cost_usd += cost
         if key is not None:
             await self._cache_put(key, response)
+        self._notify(LMCall(request.model, response.latency_s, usage, cache_hit))
         return response
+
+    def _notify(self, call: LMCall) -> None:
+        for observer in self._observers:
+            try:
+                observer(call)
+            except Exception:
+                # Counting a call must never fail it.
+                _log.warning("LM call observer failed", exc_info=True)
 
     async def _attempt(self, request: LMRequest, endpoint: Endpoint) -> RawCompletion:
         try:

@@ -57,8 +57,8 @@ def build_app(
         ],
         logger=logging.getLogger("dspex_runtime.app"),
         # FastStream runs these before the broker starts its subscribers, in order.
-        on_startup=[runtime.prepare, *on_startup],
-        on_shutdown=[runtime.mark_stopping],
+        on_startup=[runtime.prepare, *on_startup, runtime.lag.start],
+        on_shutdown=[runtime.mark_stopping, runtime.lag.stop],
         # ...and these after the broker stopped: in-flight handlers have finished.
         after_shutdown=[*on_shutdown, flush_spans],
         asyncapi_path="/docs",

@@ -72,6 +72,7 @@ class HoldingConsumer(Generic[E]):
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._parser = JsParser(pattern=self.subject)
         self._watch_max_deliveries()
+        service.lag.watch(self.stream, durable)
 
     def _watch_max_deliveries(self) -> None:
         # Registered with the broker before it starts, like the runtime's own consumers: a

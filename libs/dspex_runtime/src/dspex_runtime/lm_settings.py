@@ -5,13 +5,22 @@ built from them, and the operator's allow-list of metrics that events may name."
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from pydantic import Field, SecretStr, field_validator
 
-from dspex_kernel import BUILTIN_METRICS, Endpoint, InMemoryLRUCache, LMClient, Metric, get_metric
+from dspex_kernel import (
+    BUILTIN_METRICS,
+    Endpoint,
+    InMemoryLRUCache,
+    LMClient,
+    LMObserver,
+    Metric,
+    get_metric,
+)
 from dspex_kernel.cache import ResponseCache
 from dspex_kernel.errors import MetricError
 
@@ -76,10 +85,14 @@ class LMServiceSettings(ServiceSettings):
 
 
 async def build_lm_client(
-    settings: LMServiceSettings, js: JetStreamContext | Client | None
+    settings: LMServiceSettings,
+    js: JetStreamContext | Client | None,
+    *,
+    observers: Sequence[LMObserver] = (),
 ) -> LMClient:
-    """The replica's LM client. With ``lm_cache="nats"`` the response cache is the KV bucket
-    shared by every replica (created if needed), which needs ``js``."""
+    """The replica's LM client, telling ``observers`` of every call (a service passes its
+    :class:`~dspex_runtime.lm_metrics.LMMetrics`). With ``lm_cache="nats"`` the response
+    cache is the KV bucket shared by every replica (created if needed), which needs ``js``."""
     cache: ResponseCache | None = None
     if settings.lm_cache == "memory":
         cache = InMemoryLRUCache()
@@ -96,6 +109,7 @@ async def build_lm_client(
         max_retries=settings.lm_max_retries,
         timeout_s=settings.lm_timeout_s,
         prices=settings.lm_prices,
+        observers=observers,
     )
 
 

@@ -25,6 +25,7 @@ from . import asgi
 from .broker import build_broker, document_entry, raw_body
 from .deadletters import MaxDeliveries, dead_letter_event, max_deliveries_subject
 from .handling import Delivery, Handler, MessageHandling, ReplyHandler
+from .lag import ConsumerLag
 from .metrics import RuntimeMetrics, new_registry
 from .settings import ServiceSettings
 from .streams import ensure_streams
@@ -62,6 +63,11 @@ class ServiceRuntime:
             registry=self.registry,
             tracer_provider=self.tracer_provider,
             disconnected_cb=self._disconnected,
+        )
+        self.lag = ConsumerLag(
+            self.registry,
+            lambda: self.broker.config.connection_state.stream,
+            interval_s=settings.consumer_lag_interval_s,
         )
         self.handling = MessageHandling(self)
         self.stopping = False
@@ -122,6 +128,7 @@ class ServiceRuntime:
                 title=f"{subject}:{durable}",
             )(entry)
             self._consumers.append((stream, config))
+            self.lag.watch(stream, durable)
             self._watch_max_deliveries(stream, durable)
             return handler
 
@@ -248,7 +255,8 @@ class ServiceRuntime:
         """The service as an ASGI app: ``/healthz``, ``/readyz``, ``/metrics``, AsyncAPI at
         ``/docs``. Start-up connects, declares streams and consumers, runs ``on_startup``,
         then starts consuming. Shutdown stops fetching, waits for in-flight handlers (up to
-        ``graceful_timeout_s``), closes the connection, then runs ``on_shutdown``."""
+        ``graceful_timeout_s``), closes the connection, then runs ``on_shutdown``. The consumer
+        lag gauges are refreshed in the background while the app runs."""
         return asgi.build_app(self, on_startup=on_startup, on_shutdown=on_shutdown)
 
     async def serve(self, app: AsgiFastStream | None = None) -> None:

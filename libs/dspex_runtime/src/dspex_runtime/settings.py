@@ -57,6 +57,9 @@ class ServiceSettings(BaseSettings):
     )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="NATS ping of /readyz.")
     publish_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a PubAck.")
+    consumer_lag_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the consumer lag gauges are refreshed."
+    )
 
     def backoff_for(self, deliveries: int) -> float:
         """Delay before redelivering a message whose ``deliveries``-th attempt failed."""

@@ -2,26 +2,29 @@
 
 Each step takes the next mini-batch of the trainset and samples trajectories: for each of
 ``num_candidates`` sampling temperatures and each example, a program drawn from the pool by
-softmax over mean scores (the baseline always among the top ones). Examples are bucketed by
-how much their trajectories' scores vary (max-min gap, then max, then max-mean gap); for
-the most variable buckets a source program is drawn, loses a few demos at random, and grows
-by one move: ``append_a_demo`` (the best trajectory's calls become demos) or
-``append_a_rule`` (a prompt model compares the best and the worst trajectory and writes one
-rule per stage, appended to its instructions). The new candidates are scored on the same
-mini-batch and join the pool; the step's winner is scored on the full valset, and the best
-full-valset score wins the run.
+softmax over mean mini-batch scores (the baseline, which has none, always among the top
+ones). Examples are bucketed by how much their trajectories' scores vary (max-min gap, then
+max, then max-mean gap); for the most variable buckets a source program is drawn, loses a
+few demos at random, and grows by one move: ``append_a_demo`` (the best trajectory's calls
+become demos) or ``append_a_rule`` (a prompt model compares the best and the worst
+trajectory and writes one rule per stage, appended to its instructions). The new
+candidates are scored on the same mini-batch and join the pool; the best is the step's
+winner. At the end, the best winners are compared on the trainset too (final selection).
 
 Differences from DSPy, for economy and durability: identical candidates are scored once;
 candidates race on the mini-batch (successive halving: all on a quarter of it, the better
-half on the next quarter, the better half of those on the rest);
-winners are scored on the valset as they come, not on the whole trainset at the end, so a
-run ended by a budget still returns the best so far. Sampling temperatures replace DSPy's
-rollout ids: the first is the program's own, the rest spread over [0.5, 1.0] (within the
-program's temperature variable, if it has one).
+half on the next quarter, the better half of those on the rest); each step's winner is
+scored on the valset as it comes (after a race against the best so far on half of it), so
+a run ended by a budget still returns the best so far; the final selection compares only
+the ``final_candidates`` best winners by valset score, on the valset plus the training
+examples their demos did not come from. Sampling temperatures replace DSPy's rollout ids:
+the first is the program's own, the rest spread over [0.5, 1.0] (within the program's
+temperature variable, if it has one).
 
 Params: ``bsize`` (32), ``num_candidates`` (6), ``max_steps`` (8), ``max_demos`` (4),
 ``temperature_for_sampling`` (0.2), ``temperature_for_candidates`` (0.2), ``race`` (true),
-``demo_input_field_maxlen`` (100000) and ``prompt_model`` (the program's model)."""
+``demo_input_field_maxlen`` (100000), ``final_candidates`` (3) and ``prompt_model``
+(the program's model)."""
 
 from __future__ import annotations
 
@@ -31,9 +34,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._base import Evaluation, ExampleOutcome, StrategyContext, StrategyParamsError, StrategyResult
+from ..config import plan
+from ..program import ProgramSpec
+from ._base import (
+    Evaluation,
+    ExampleOutcome,
+    StrategyContext,
+    StrategyParamsError,
+    StrategyResult,
+)
 from ._common import baseline_of, best_of
-from ._demos import demo_stages
+from ._demos import DemoStage, demo_stages
 from ._racing import challenge
 from ._records import canonical
 from ._simba_moves import Move, Moves, bucket_order, percentile, sampling_temperatures
@@ -59,6 +70,7 @@ class _Settings:
     t_candidates: float
     race: bool
     demo_maxlen: int
+    final_k: int
 
 
 def _settings(ctx: StrategyContext) -> _Settings:
@@ -74,6 +86,7 @@ def _settings(ctx: StrategyContext) -> _Settings:
         t_candidates=ctx.float_param("temperature_for_candidates", 0.2, low=1e-3, high=100.0),
         race=race,
         demo_maxlen=ctx.int_param("demo_input_field_maxlen", 100_000, low=1),
+        final_k=ctx.int_param("final_candidates", 3),
     )
 
 
@@ -84,11 +97,12 @@ async def simba(ctx: StrategyContext) -> StrategyResult:
     if not stages or s.max_steps == 0 or not ctx.trainset:
         return best_of(baseline, [], {"steps": 0})
     search = _Search(ctx, s, Moves(ctx, stages, s.max_demos, s.demo_maxlen))
-    search.pool.append(_Program({}, [o.score for o in baseline.outcomes]))
+    search.pool.append(_Program({}))
     search.record_full({}, baseline)
     for step in range(s.max_steps):
         await search.step(step)
     pairs = [(search.pool[i].overrides, score) for i, score in search.winners]
+    chosen = await search.final_selection(s.final_k, stages)
     details = {
         "steps": s.max_steps,
         "programs": len(search.pool),
@@ -97,7 +111,10 @@ async def simba(ctx: StrategyContext) -> StrategyResult:
         "rules_written": search.moves.rules_written,
         "demos_appended": search.moves.demos_appended,
     }
-    return best_of(baseline, pairs, details)
+    if chosen is None:
+        return best_of(baseline, pairs, details)
+    overrides, score, finalists = chosen
+    return StrategyResult(dict(overrides), score, {**details, "finalists": finalists})
 
 
 class _Search:
@@ -137,6 +154,45 @@ class _Search:
             evaluation = await self._score_on_valset(self.pool[winner].overrides)
             if evaluation is not None:
                 self.winners.append((winner, evaluation.score))
+
+    async def final_selection(
+        self, k: int, stages: Sequence[DemoStage]
+    ) -> tuple[dict[str, Any], float, int] | None:
+        """SIMBA's final selection over the winners: the ``k`` best by valset score (the
+        baseline among them if it is) are scored on the trainset too, leaving out the
+        examples their own demos came from, and the best mean over both sets wins. Returns
+        the winner, its valset score and how many were compared; None when k < 2 or
+        fewer than two programs qualify."""
+        ranked: list[tuple[str, Evaluation]] = sorted(
+            self.full.items(), key=lambda item: -item[1].score
+        )[:k]
+        if k < 2 or len(ranked) < 2:
+            return None
+        self.ctx.note(f"simba: final selection among {len(ranked)} programs on the trainset")
+        programs = [dict(evaluation.overrides) for _, evaluation in ranked]
+        subsets = [_unseen(self.ctx.trainset, p, self.ctx.spec, stages) for p in programs]
+        on_train = await asyncio.gather(
+            *(
+                self.ctx.evaluate(p, subset, split="train")
+                for p, subset in zip(programs, subsets, strict=True)
+                if subset
+            )
+        )
+        answers = iter(on_train)
+        best: tuple[float, int] | None = None
+        for n, ((_, val), subset) in enumerate(zip(ranked, subsets, strict=True)):
+            total = sum(o.score for o in val.outcomes)
+            count = len(val.outcomes)
+            if subset:
+                train = next(answers)
+                total += sum(o.score for o in train.outcomes)
+                count += len(train.outcomes)
+            mean = total / count
+            if best is None or mean > best[0]:
+                best = (mean, n)
+        assert best is not None
+        _, winner = ranked[best[1]]
+        return programs[best[1]], winner.score, len(ranked)
 
     def record_full(self, overrides: Mapping[str, Any], evaluation: Evaluation) -> None:
         self.full[canonical(overrides)] = evaluation
@@ -246,6 +302,29 @@ class _Search:
         # Shifted by the best mean: the same probabilities, and no overflow.
         weights = [math.exp((self.pool[i].mean - best) / temperature) for i in candidates]
         return self.ctx.rng.choices(list(candidates), weights=weights, k=1)[0]
+
+
+def _unseen(
+    trainset: Sequence[Mapping[str, Any]],
+    overrides: Mapping[str, Any],
+    spec: ProgramSpec,
+    stages: Sequence[DemoStage],
+) -> list[int]:
+    """Training examples none of the program's demos was made from (same input values)."""
+    shown: set[str] = set()
+    inputs: dict[str, tuple[str, ...]] = {st.name: st.signature.input_names for st in stages}
+    for planned in plan(spec, overrides):
+        for demo in planned.config.get("demos") or ():
+            names = inputs.get(planned.name, ())
+            shown.add(canonical({k: demo[k] for k in names if k in demo}))
+    out = []
+    for i, example in enumerate(trainset):
+        keys = {
+            canonical({k: example[k] for k in names if k in example}) for names in inputs.values()
+        }
+        if not keys & shown:
+            out.append(i)
+    return out
 
 
 def _race_rounds(batch: Sequence[int]) -> list[list[int]]:
