@@ -22,6 +22,9 @@ FORBIDDEN_IN_KERNEL = {
     "dspex_simlm",
     "asyncpg",
     "aiosqlite",
+    # Metrics and traces are the services' business: LMClient offers an observer hook.
+    "prometheus_client",
+    "opentelemetry",
 }
 
 

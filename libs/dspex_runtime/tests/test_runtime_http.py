@@ -8,7 +8,7 @@ import json
 import pytest
 from nats.js.api import StorageType
 from prometheus_client.parser import text_string_to_metric_families
-from runtime_helpers import Running, eventually, request
+from runtime_helpers import DURABLE, Running, eventually, request
 
 from dspex_contracts import DeadLettered, ExecuteCompleted, subjects
 from dspex_contracts.subjects import STREAMS
@@ -124,6 +124,10 @@ async def test_metrics(running: Running) -> None:
     assert value("dspex_dead_letters_total", reason="unknown_program") == 1
     assert value("dspex_handler_duration_seconds_count") == 2
     assert any(name == "faststream_received_messages_total" for name, _ in samples)
+    lag = (("consumer", DURABLE), ("stream", "DSPEX_EXEC"))
+    # Refreshed in the background; only its presence is certain at this point.
+    assert ("dspex_consumer_pending_messages", lag) in samples
+    assert ("dspex_consumer_ack_pending_messages", lag) in samples
     assert any(name == "process_resident_memory_bytes" for name, _ in samples)
 
 

@@ -18,11 +18,14 @@ from evaluator_helpers import (
     start_replica,
     train_examples,
 )
+from prometheus_client import generate_latest
 
 from dspex_contracts import DatasetRef, ProgramRef, ProgramSource, dataset_id, subjects
+from dspex_contracts.subjects import stream_for
 from dspex_runtime import datasets
 from dspex_runtime.datasets import put_dataset
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.tools import ensure_promtool, promtool_check_metrics, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +51,35 @@ async def test_a_proposal_on_an_uploaded_dataset_is_scored(
     assert payload.usage.cost_usd > 0
     assert payload.latency_s > 0
     assert all(r.trace is None for r in payload.results)
+
+
+async def test_metrics_count_evaluations_scores_lm_calls_and_lag(
+    evaluator: Replica, optimizer: Optimizer
+) -> None:
+    event = proposal(0, DatasetRef(examples=dev_examples()[:5]), [0, 1, 2])
+    await optimizer.send(event)
+    payload = (await optimizer.answer_to(event)).payload
+    registry = evaluator.service.registry
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    # Counted right after the answer is published: the caller may hear of it first.
+    await eventually(
+        lambda: value("dspex_evaluator_evaluations_total", outcome="scored") == 1, "the count"
+    )
+    assert value("dspex_evaluator_candidate_score_count") == 1
+    assert value("dspex_evaluator_candidate_score_sum") == pytest.approx(payload.score)
+    examples = [value("dspex_evaluator_examples_total", outcome=o) or 0 for o in ("ok", "failed")]
+    assert sum(examples) == 3
+    lm = {"service": "evaluator", "model": "openai/sim-base"}
+    assert value("dspex_lm_calls_total", **lm) == payload.usage.calls
+    assert value("dspex_lm_cost_usd_total", **lm) == pytest.approx(payload.usage.cost_usd)
+    lag = {"stream": stream_for(subjects.CANDIDATE_PROPOSED), "consumer": "evaluator"}
+    assert value("dspex_consumer_pending_messages", **lag) is not None
+    promtool = require_tool(ensure_promtool(), "promtool")
+    checked = promtool_check_metrics(promtool, generate_latest(registry))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 async def test_a_duplicate_or_redelivered_proposal_is_scored_once(

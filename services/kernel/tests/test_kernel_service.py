@@ -11,6 +11,7 @@ from kernel_helpers import Kernel, eventually
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
 
 from dspex_contracts import (
     ExecuteCompleted,
@@ -130,6 +131,42 @@ async def test_metrics_pass_promtool(kernel: Kernel, http: aiohttp.ClientSession
         assert response.status == 200
     async with http.get(f"{kernel.base_url}/readyz") as response:
         assert response.status == 204
+
+
+async def test_metrics_count_executions_lm_calls_and_consumer_lag(
+    kernel: Kernel, http: aiohttp.ClientSession
+) -> None:
+    first, again, unknown = request(), request(), request("no_such_program")
+    for event in (first, again, unknown):
+        await kernel.client.send(event)
+        await kernel.client.answer_to(event.id)  # one at a time: the second is a cache hit
+    async with http.get(f"{kernel.base_url}/metrics") as response:
+        text = await response.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float | None:
+        return samples.get((name, tuple(sorted(labels.items()))))
+
+    done = {"program": "math_qa", "outcome": "completed"}
+    assert value("dspex_kernel_executions_total", **done) == 2
+    assert value("dspex_kernel_execution_duration_seconds_count", **done) == 2
+    unresolved = {"program": "(unresolved)", "outcome": "failed"}
+    assert value("dspex_kernel_executions_total", **unresolved) == 1
+    lm = {"service": "kernel", "model": "openai/sim-base"}
+    assert value("dspex_lm_calls_total", **lm) == 2
+    assert value("dspex_lm_cache_lookups_total", **lm, result="miss") == 1
+    assert value("dspex_lm_cache_lookups_total", **lm, result="hit") == 1
+    assert (value("dspex_lm_tokens_total", **lm, kind="prompt") or 0) > 0
+    assert (value("dspex_lm_cost_usd_total", **lm) or 0) > 0
+    assert value("dspex_lm_call_duration_seconds_count", **lm) == 2
+    # Lag is refreshed in the background (its values are tested in dspex_runtime's tests).
+    durable = {"stream": "DSPEX_EXEC", "consumer": "kernel"}
+    assert value("dspex_consumer_pending_messages", **durable) is not None
+    assert value("dspex_consumer_ack_pending_messages", **durable) is not None
 
 
 async def test_trace_continues_from_the_publisher(

@@ -59,7 +59,9 @@ async def test_a_run_completes_over_the_bus(
     async with aiohttp.ClientSession() as http, http.get(f"{replica.base_url}/metrics") as r:
         text = await r.text()
     assert f"dspex_optimizer_evaluations_total {float(p.evaluations)}" in text
-    assert 'dspex_optimizer_runs_ended_total{status="completed"} 1.0' in text
+    assert 'dspex_optimizer_runs_ended_total{reason="finished",status="completed"} 1.0' in text
+    assert "dspex_optimizer_run_best_score_count 1.0" in text
+    assert "dspex_optimizer_active_run_lm_calls 0.0" in text
     assert "dspex_optimizer_active_runs 0.0" in text
     assert replica.optimizer.runs.running == 0
 

@@ -13,12 +13,12 @@ from typing import Any
 from faststream.asgi import AsgiFastStream
 from nats.js import JetStreamContext
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import Counter
 
 from dspex_contracts import CandidateProposed, DatasetRef, LMSettings
 from dspex_kernel import LM, DSPExError, Metric, Runtime
 from dspex_runtime import datasets
 from dspex_runtime.errors import DeadLetter
+from dspex_runtime.lm_metrics import LMMetrics
 from dspex_runtime.lm_settings import build_lm_client, resolve_metric
 from dspex_runtime.programs import ProgramStore, RegistryProgramStore
 from dspex_runtime.registry_client import RegistryClient
@@ -26,6 +26,7 @@ from dspex_runtime.service import Delivery, ServiceRuntime
 
 from . import handlers
 from .adapters.lm import BoundedLM
+from .metrics import EvaluatorMetrics
 from .settings import EvaluatorSettings
 
 _log = logging.getLogger(__name__)
@@ -47,19 +48,16 @@ def create_app(
     default programs by reference come from the registry."""
     settings = settings or EvaluatorSettings()
     service = ServiceRuntime(settings, tracer_provider=tracer_provider)
-    examples = Counter(
-        "dspex_evaluator_examples",
-        "Examples scored, by outcome: ok, or failed (scored 0 with its error).",
-        ["outcome"],
-        registry=service.registry,
-    )
+    metrics = EvaluatorMetrics(service.registry)
+    lm_metrics = LMMetrics(service.registry, settings.service_name)
     state: dict[str, handlers.Scoring] = {}
     registry_clients: list[RegistryClient] = []  # the default resolver's, once connected
 
     async def start() -> None:
         nc = service.broker.config.connection_state.connection
         js = service.broker.config.connection_state.stream
-        client = BoundedLM(lm or await build_lm_client(settings, js), settings.example_concurrency)
+        configured = lm or await build_lm_client(settings, js, observers=[lm_metrics.observe])
+        client = BoundedLM(configured, settings.example_concurrency)
         resolver = programs
         if resolver is None:
             registry_client = RegistryClient(nc)
@@ -86,11 +84,14 @@ def create_app(
                 if last:
                     # The optimizer must hear back even when this message is given up on.
                     error = InternalError(f"{type(e).__name__}: {e}")
-                    await service.publish(handlers.failed(event, error))
+                    answer = handlers.failed(event, error)
+                    await service.publish(answer)
+                    metrics.answered(answer)
+                else:
+                    metrics.retried()
                 raise
         await service.publish(answer)
-        for result in answer.payload.results:
-            examples.labels("ok" if result.error is None else "failed").inc()
+        metrics.answered(answer)
         reason = handlers.dead_letter_reason(answer)
         if reason is not None:
             assert answer.payload.error is not None

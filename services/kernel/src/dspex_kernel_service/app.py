@@ -3,12 +3,15 @@ subscribers. No work happens at import time; connections open in the app's lifes
 
 from __future__ import annotations
 
+import time
+
 from faststream.asgi import AsgiFastStream
 from opentelemetry.sdk.trace import TracerProvider
 
 from dspex_contracts import ExecuteCompleted, ExecuteFailed, ExecuteRequested, subjects
-from dspex_kernel import LM, Runtime
+from dspex_kernel import LM, DSPExError, Runtime
 from dspex_runtime.errors import DeadLetter
+from dspex_runtime.lm_metrics import LMMetrics
 from dspex_runtime.programs import (
     DirectoryProgramStore,
     ProgramStore,
@@ -19,6 +22,7 @@ from dspex_runtime.service import Delivery, ServiceRuntime
 
 from . import handlers
 from .adapters.lm import build_runtime
+from .metrics import UNRESOLVED, ExecutionMetrics
 from .settings import KernelSettings
 
 
@@ -42,10 +46,32 @@ def create_app(
             programs = registry = RegistryProgramStore()
     state: dict[str, Runtime] = {}
     store = programs
+    executions = ExecutionMetrics(service.registry)
+    lm_metrics = LMMetrics(service.registry, settings.service_name)
 
     async def start_lm() -> None:
         js = service.broker.config.connection_state.stream
-        state["runtime"] = await build_runtime(settings, js, lm)
+        state["runtime"] = await build_runtime(settings, js, lm, observers=[lm_metrics.observe])
+
+    async def execute(
+        event: ExecuteRequested, *, retry_transient: bool
+    ) -> ExecuteCompleted | ExecuteFailed:
+        started = time.perf_counter()
+        program, outcome = UNRESOLVED, "failed"
+        try:
+            answer = await handlers.execute_request(
+                event, programs=store, runtime=state["runtime"], retry_transient=retry_transient
+            )
+        except DSPExError as e:  # UnknownProgram included: failed
+            outcome = "retried" if e.retryable and retry_transient else "failed"
+            raise
+        else:
+            if answer.payload.program is not None:
+                program = answer.payload.program.name
+            outcome = "completed" if isinstance(answer, ExecuteCompleted) else "failed"
+            return answer
+        finally:
+            executions.executed(program, outcome, time.perf_counter() - started)
 
     async def start_registry() -> None:
         if registry is not None:
@@ -59,9 +85,7 @@ def create_app(
     async def on_execute(event: ExecuteRequested, delivery: Delivery) -> None:
         last = delivery.deliveries >= settings.max_deliver
         try:
-            answer = await handlers.execute_request(
-                event, programs=store, runtime=state["runtime"], retry_transient=not last
-            )
+            answer = await execute(event, retry_transient=not last)
         except UnknownProgram as e:
             await service.publish(handlers.failed(event, e))
             raise DeadLetter("unknown_program", e.message) from e
@@ -70,9 +94,7 @@ def create_app(
     @service.responder(ExecuteRequested, subject=subjects.EXEC_CALL, queue=settings.durable)
     async def on_call(event: ExecuteRequested) -> ExecuteCompleted | ExecuteFailed:
         try:
-            return await handlers.execute_request(
-                event, programs=store, runtime=state["runtime"], retry_transient=False
-            )
+            return await execute(event, retry_transient=False)
         except UnknownProgram as e:
             return handlers.failed(event, e)
 

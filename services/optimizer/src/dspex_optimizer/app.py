@@ -22,6 +22,7 @@ from dspex_contracts import (
 from dspex_kernel import LM
 from dspex_runtime import Delivery, ServiceRuntime
 from dspex_runtime.holding import HoldingConsumer
+from dspex_runtime.lm_metrics import LMMetrics
 from dspex_runtime.lm_settings import build_lm_client
 from dspex_runtime.programs import ProgramStore, RegistryProgramStore
 from dspex_runtime.registry_client import RegistryClient
@@ -87,9 +88,11 @@ def create_app(
     settings = settings or OptimizerSettings()
     service = ServiceRuntime(settings, tracer_provider=tracer_provider)
     metrics = OptimizerMetrics(service.registry)
+    lm_metrics = LMMetrics(service.registry, settings.service_name)
 
     async def build_lm() -> LM:
-        return await build_lm_client(settings, service.broker.config.connection_state.stream)
+        js = service.broker.config.connection_state.stream
+        return await build_lm_client(settings, js, observers=[lm_metrics.observe])
 
     async def start() -> None:
         nc = service.broker.config.connection_state.connection

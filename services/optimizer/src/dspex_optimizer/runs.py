@@ -83,7 +83,8 @@ async def run_optimization(request: OptimizeRequested, deps: RunDeps) -> RunComp
             await deps.publish(event)
         else:
             event = await _drive(request, deps, held, prepared)
-        held.ended(event.payload.status.value)
+        done = event.payload
+        held.ended(done.status.value, done.stop_reason, done.best_score)
         return event
     finally:
         held.move(None)
