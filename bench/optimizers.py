@@ -160,9 +160,7 @@ def run_dspy(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
         evaluator = dspy.Evaluate(devset=test, metric=dspy_metric, num_threads=args.concurrency)
         score = float(evaluator(best).score) / 100
         # Cross-check: DSPy's winner, loaded from its saved state, scored by our evaluator.
-        # A bare Predict saves its state unnamed; load_dspy_file does not map that (it
-        # ignores the demos), so the state is named after the stage here.
-        ported = load_dspy_state(spec, {spec.stages[0].name: best.dump_state()})
+        ported = load_dspy_state(spec, best.dump_state())
         runtime = Runtime(LMClient(endpoint=Endpoint(api_base=sim.api_base, api_key="sim")))
         ours = asyncio.run(
             evaluate(ported, split("test"), METRIC, runtime=runtime, concurrency=args.concurrency)
