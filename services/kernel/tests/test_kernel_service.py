@@ -22,6 +22,7 @@ from dspex_contracts import (
     ProgramSource,
     subjects,
 )
+from dspex_runtime.lm_tracing import LM_SPAN_NAME
 from dspex_runtime.telemetry import inject_trace_headers, start_span
 from dspex_runtime.testing.node import run_node
 from dspex_runtime.testing.tools import (
@@ -187,8 +188,24 @@ async def test_trace_continues_from_the_publisher(
         )
 
     await eventually(kernel_span_seen, "a kernel span in the caller's trace")
-    names = [s.name for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+
+    def lm_span_seen() -> bool:
+        return any(
+            s.context.trace_id == trace_id and s.name == LM_SPAN_NAME
+            for s in exporter.get_finished_spans()
+        )
+
+    await eventually(lm_span_seen, "the LM call's span in the caller's trace")
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+    names = [s.name for s in spans]
     assert any(subjects.EXEC_REQUESTED in n for n in names), names
+    (lm,) = [s for s in spans if s.name == LM_SPAN_NAME]
+    assert lm.attributes is not None
+    assert str(lm.attributes["gen_ai.request.model"]).endswith("sim-base")
+    assert lm.attributes["gen_ai.usage.input_tokens"] > 0
+    assert lm.start_time is not None
+    assert lm.end_time is not None
+    assert lm.end_time > lm.start_time
 
 
 NODE_SCRIPT = """

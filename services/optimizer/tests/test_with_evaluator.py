@@ -13,7 +13,15 @@ from typing import Any
 
 import nats
 import pytest
-from optimizer_helpers import RunWatcher, optimizer_settings, start_replica, stream_events
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from optimizer_helpers import (
+    RunWatcher,
+    eventually,
+    optimizer_settings,
+    start_replica,
+    stream_events,
+)
 
 from dspex_contracts import (
     DatasetRef,
@@ -26,7 +34,10 @@ from dspex_contracts import (
 from dspex_evaluator import EvaluatorSettings
 from dspex_evaluator import create_app as create_evaluator
 from dspex_kernel import Endpoint, LMClient, ProgramSpec, Runtime, optimize
+from dspex_optimizer import create_app as create_optimizer
 from dspex_runtime import datasets
+from dspex_runtime.lm_tracing import LM_SPAN_NAME
+from dspex_runtime.telemetry import configure_tracing, inject_trace_headers, start_span
 from dspex_runtime.testing.nats import NatsServer
 from dspex_simlm import PRICES
 from dspex_simlm.testing import SimLMProcess
@@ -175,3 +186,71 @@ async def test_a_strategy_ends_the_same_through_the_services_and_in_process(
     assert done.best_score == pytest.approx(here.best_score)
     assert done.evaluations == here.evaluations
     assert done.usage.calls == here.lm_calls
+
+
+async def test_one_trace_follows_a_run_into_its_evaluations_and_lm_calls(
+    nats_server: NatsServer, sim_api_base: str
+) -> None:
+    exporter = InMemorySpanExporter()
+
+    def provider(name: str) -> TracerProvider:
+        return configure_tracing(name, exporter=exporter, synchronous=True)
+
+    lm = {"lm_api_base": sim_api_base, "lm_api_key": "sk-test", "lm_cache": "none"}
+    evaluator_settings = EvaluatorSettings(
+        nats_url=nats_server.url, http_port=0, backoff_s=[0.1], log_level="WARNING", **lm
+    )
+    service, app = create_evaluator(evaluator_settings, tracer_provider=provider("evaluator"))
+    evaluator_task = asyncio.create_task(service.serve(app))
+    datasets.clear_cache()
+    optimizer, optimizer_app = create_optimizer(
+        optimizer_settings(nats_server, **lm), tracer_provider=provider("optimizer")
+    )
+    optimizer_task = asyncio.create_task(optimizer.service.serve(optimizer_app))
+
+    def started() -> bool:
+        servers = (optimizer.service.http_server, service.http_server)
+        return all(s is not None and s.started for s in servers)
+
+    await eventually(started, "the optimizer and the evaluator to start")
+    nc = await nats.connect(nats_server.url)
+    client = provider("client")
+    try:
+        watcher = await RunWatcher(nc, nc.jetstream()).start()
+        spec = ProgramSpec.load(MATH_QA / "program.yaml")
+        event = OptimizeRequested.create(
+            OptimizeRequestedPayload(
+                run_id="traced",
+                program=ProgramSource(spec=spec.to_data()),
+                trainset=DatasetRef(examples=examples("train.jsonl", 8)),
+                valset=DatasetRef(examples=examples("dev.jsonl", 4)),
+                metric="exact_match",
+                strategy="random",
+                strategy_params={"n_candidates": 1},
+                seed=1,
+            )
+        )
+        with start_span("client requests a run", tracer_provider=client) as span:
+            headers = inject_trace_headers({"Nats-Msg-Id": event.id})
+            await watcher.js.publish(
+                event.SUBJECT, event.model_dump_json().encode(), headers=headers
+            )
+            trace_id = span.get_span_context().trace_id
+        await watcher.completion("traced", timeout_s=120)
+    finally:
+        await nc.close()
+        for runtime in (optimizer.service, service):
+            if runtime.http_server is not None:
+                runtime.http_server.should_exit = True
+        await asyncio.wait_for(asyncio.gather(optimizer_task, evaluator_task), 30)
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+    by_service: dict[str, set[str]] = {}
+    for s in spans:
+        by_service.setdefault(str(s.resource.attributes["service.name"]), set()).add(s.name)
+    print({k: sorted(v) for k, v in by_service.items()})
+    assert "dspex.optimize.run" in by_service["optimizer"]
+    assert any(subjects.CANDIDATE_PROPOSED in n for n in by_service["optimizer"])
+    assert any(subjects.CANDIDATE_PROPOSED in n for n in by_service["evaluator"])
+    assert LM_SPAN_NAME in by_service["evaluator"]
+    lm_calls = [s for s in spans if s.name == LM_SPAN_NAME]
+    assert len(lm_calls) == 2 * 4  # baseline and one candidate, 4 examples each

@@ -24,6 +24,7 @@ from opentelemetry.util.types import AttributeValue
 
 __all__ = [
     "configure_tracing",
+    "continue_trace",
     "inject_trace_headers",
     "otlp_exporter_from_env",
     "start_span",
@@ -34,8 +35,8 @@ _log = logging.getLogger(__name__)
 
 TRACER_NAME = "dspex"
 
-# Tried in order when OTEL_EXPORTER_OTLP_ENDPOINT is set. Neither package is a dependency:
-# a deployment that exports traces installs one, and the exporter reads the standard
+# Tried in order when OTEL_EXPORTER_OTLP_ENDPOINT is set: OTLP over HTTP is a dependency;
+# a deployment may install the gRPC exporter instead. Either reads the standard
 # OTEL_EXPORTER_OTLP_* variables itself.
 _OTLP_MODULES = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
@@ -116,4 +117,24 @@ def start_span(
     that :func:`inject_trace_headers` inside it links the messages it publishes."""
     tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
     with tracer.start_as_current_span(name, kind=kind, attributes=attrs) as span:
+        yield span
+
+
+@contextmanager
+def continue_trace(
+    name: str,
+    headers: Mapping[str, str],
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    kind: SpanKind = SpanKind.CONSUMER,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[Span]:
+    """Run the block inside a new current span whose parent is the trace context carried
+    by a consumed message's ``headers`` (a new trace if they carry none): for work that a
+    message starts outside FastStream's subscribers, such as an optimization run."""
+    tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+    parent = propagate.extract(dict(headers))
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes
+    ) as span:
         yield span

@@ -20,6 +20,7 @@ from dspex_runtime import datasets
 from dspex_runtime.errors import DeadLetter
 from dspex_runtime.lm_metrics import LMMetrics
 from dspex_runtime.lm_settings import build_lm_client, resolve_metric
+from dspex_runtime.lm_tracing import LMTracing
 from dspex_runtime.programs import ProgramStore, RegistryProgramStore
 from dspex_runtime.registry_client import RegistryClient
 from dspex_runtime.service import Delivery, ServiceRuntime
@@ -50,13 +51,15 @@ def create_app(
     service = ServiceRuntime(settings, tracer_provider=tracer_provider)
     metrics = EvaluatorMetrics(service.registry)
     lm_metrics = LMMetrics(service.registry, settings.service_name)
+    lm_tracing = LMTracing(service.tracer_provider)
     state: dict[str, handlers.Scoring] = {}
     registry_clients: list[RegistryClient] = []  # the default resolver's, once connected
 
     async def start() -> None:
         nc = service.broker.config.connection_state.connection
         js = service.broker.config.connection_state.stream
-        configured = lm or await build_lm_client(settings, js, observers=[lm_metrics.observe])
+        observers = [lm_metrics.observe, lm_tracing.observe]
+        configured = lm or await build_lm_client(settings, js, observers=observers)
         client = BoundedLM(configured, settings.example_concurrency)
         resolver = programs
         if resolver is None:

@@ -12,6 +12,7 @@ from dspex_contracts import ExecuteCompleted, ExecuteFailed, ExecuteRequested, s
 from dspex_kernel import LM, DSPExError, Runtime
 from dspex_runtime.errors import DeadLetter
 from dspex_runtime.lm_metrics import LMMetrics
+from dspex_runtime.lm_tracing import LMTracing
 from dspex_runtime.programs import (
     DirectoryProgramStore,
     ProgramStore,
@@ -48,10 +49,12 @@ def create_app(
     store = programs
     executions = ExecutionMetrics(service.registry)
     lm_metrics = LMMetrics(service.registry, settings.service_name)
+    lm_tracing = LMTracing(service.tracer_provider)
 
     async def start_lm() -> None:
         js = service.broker.config.connection_state.stream
-        state["runtime"] = await build_runtime(settings, js, lm, observers=[lm_metrics.observe])
+        observers = [lm_metrics.observe, lm_tracing.observe]
+        state["runtime"] = await build_runtime(settings, js, lm, observers=observers)
 
     async def execute(
         event: ExecuteRequested, *, retry_transient: bool

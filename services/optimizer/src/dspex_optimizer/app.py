@@ -24,8 +24,10 @@ from dspex_runtime import Delivery, ServiceRuntime
 from dspex_runtime.holding import HoldingConsumer
 from dspex_runtime.lm_metrics import LMMetrics
 from dspex_runtime.lm_settings import build_lm_client
+from dspex_runtime.lm_tracing import LMTracing
 from dspex_runtime.programs import ProgramStore, RegistryProgramStore
 from dspex_runtime.registry_client import RegistryClient
+from dspex_runtime.telemetry import continue_trace
 
 from .adapters.datasets import DatasetStore, NatsDatasetStore
 from .adapters.kv import KVRunStore
@@ -89,10 +91,12 @@ def create_app(
     service = ServiceRuntime(settings, tracer_provider=tracer_provider)
     metrics = OptimizerMetrics(service.registry)
     lm_metrics = LMMetrics(service.registry, settings.service_name)
+    lm_tracing = LMTracing(service.tracer_provider)
 
     async def build_lm() -> LM:
         js = service.broker.config.connection_state.stream
-        return await build_lm_client(settings, js, observers=[lm_metrics.observe])
+        observers = [lm_metrics.observe, lm_tracing.observe]
+        return await build_lm_client(settings, js, observers=observers)
 
     async def start() -> None:
         nc = service.broker.config.connection_state.connection
@@ -114,7 +118,17 @@ def create_app(
         )
 
     async def on_run(event: OptimizeRequested, delivery: Delivery) -> None:
-        await optimizer.run(event)
+        # One span for the run, in the requester's trace: the proposals it publishes, their
+        # evaluations and the evaluations' LM calls follow it (a replay after a crash
+        # joins the same trace, since the redelivered message carries the same context).
+        attrs = {"dspex.run_id": event.payload.run_id, "dspex.strategy": event.payload.strategy}
+        with continue_trace(
+            "dspex.optimize.run",
+            delivery.headers,
+            tracer_provider=service.tracer_provider,
+            attributes=attrs,
+        ):
+            await optimizer.run(event)
 
     runs = HoldingConsumer(
         service, OptimizeRequested, on_run, durable=settings.durable, slots=settings.max_runs
