@@ -148,7 +148,7 @@ async def test_always_failing_message_is_dead_lettered_after_max_deliver(
     assert json.loads(letter.payload.original)["id"] == event.id
     assert running.echo.attempts[event.id] == 3
     # Dead-lettering twice (e.g. by two replicas) would be stored once: same derived id.
-    assert letter.id == f"dlq-DSPEX_EXEC-{letter.payload.stream_seq}"
+    assert letter.id == f"dlq-DSPEX_EXEC-echo-{letter.payload.stream_seq}"
 
     after = request("ok")
     await running.bus.send(after)

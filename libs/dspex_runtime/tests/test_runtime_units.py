@@ -81,6 +81,11 @@ def test_peek_ids_is_best_effort() -> None:
     assert peek_ids(b'{"id": "a", "correlation_id": "c"}') == ("a", "c")
     assert peek_ids(b'{"id": 3}') == (None, None)
     assert peek_ids(b"\xff") == (None, None)
+    deep = b"[" * 5000 + b"]" * 5000  # deeper than json's recursion limit
+    assert peek_ids(deep) == (None, None)
+    with pytest.raises(DecodeError) as info:
+        decode(ExecuteRequested, deep, max_bytes=1 << 20)
+    assert info.value.reason == "invalid_message"
 
 
 def test_dead_letter_event_keeps_the_original_and_a_stable_id() -> None:
@@ -105,7 +110,18 @@ def test_dead_letter_event_keeps_the_original_and_a_stable_id() -> None:
         stream="DSPEX_EXEC",
         stream_seq=42,
     )
-    assert event.id == again.id == "dlq-DSPEX_EXEC-42"
+    assert event.id == again.id == "dlq-DSPEX_EXEC-none-42"
+    other = dead_letter_event(
+        service="registry",
+        subject="s",
+        reason="too_large",
+        message="",
+        raw=raw,
+        consumer="registry",
+        stream="DSPEX_EXEC",
+        stream_seq=42,
+    )
+    assert other.id == "dlq-DSPEX_EXEC-registry-42"  # another consumer's letter is kept
     assert event.payload.original_size == len(raw)
     assert len(event.payload.original) == ORIGINAL_LIMIT
     assert event.payload.message == "too_large"

@@ -60,8 +60,8 @@ def dead_letter_event(
     deliveries: int | None = None,
 ) -> DeadLettered:
     """The DeadLettered event for ``raw``. A message from a stream gets an id derived from
-    (stream, sequence): dead-lettering it twice (two replicas, a retried publish) stores it
-    once."""
+    (stream, consumer, sequence): dead-lettering it twice for one consumer (two replicas, a
+    retried publish) stores it once."""
     payload = DeadLetteredPayload(
         subject=subject,
         reason=reason[:_MAX_REASON],
@@ -83,5 +83,7 @@ def dead_letter_event(
         "causation_id": _short_id(original_id),
     }
     if stream is not None and stream_seq is not None:
-        data["id"] = f"dlq-{stream}-{stream_seq}"
+        # Two replicas of one consumer give one id; two consumers of the message (two
+        # services reject it) give two, so that each one's reason is kept.
+        data["id"] = f"dlq-{stream}-{consumer or 'none'}-{stream_seq}"
     return DeadLettered.model_validate(data)

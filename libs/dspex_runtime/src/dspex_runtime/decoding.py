@@ -54,7 +54,8 @@ def peek_ids(raw: bytes) -> tuple[str | None, str | None]:
     dead letter; (None, None) when the body is not a JSON object."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack (about 1,000 levels).
         return None, None
     if not isinstance(data, dict):
         return None, None

@@ -20,8 +20,10 @@ EndStatus = Literal["completed", "cancelled", "budget_exhausted", "failed"]
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """Limits of a run; omitted limits do not apply. They are checked before each new call,
-    so the call that crosses a limit still completes: totals may exceed a limit by one."""
+    """Limits of a run; omitted limits do not apply. They are checked before each new call
+    (an evaluation or a prompt-model call), so calls already admitted still complete: the
+    totals may exceed a limit by what the calls in flight when it was reached cost (an
+    evaluation is one call of many LM calls; a strategy may have several in flight)."""
 
     max_lm_calls: int | None = None
     max_cost_usd: float | None = None
