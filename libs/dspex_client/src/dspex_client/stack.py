@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,7 +41,10 @@ class StackOptions:
     started on ``nats_port``: None means 4222 when free, 0 any free port); ``lm_model`` set:
     use that model (and ``lm_api_base``) instead of the simulated LM. ``env`` is added to
     every service's environment, ``kind_env[kind]`` to that of each replica of ``kind`` only
-    (e.g. a shorter ``DSPEX_ACK_WAIT_S`` for the optimizer)."""
+    (e.g. a shorter ``DSPEX_ACK_WAIT_S`` for the optimizer). ``nats_auth``: the NATS the stack
+    starts gets one user per service, limited to its subjects
+    (:mod:`dspex_runtime.permissions`), and a ``client`` user for the SDK and CLI, with new
+    random passwords each start (the client's in ``nats-client.password``, mode 0600)."""
 
     data_dir: Path
     nats_url: str | None = None
@@ -58,6 +62,7 @@ class StackOptions:
     log_level: str = "INFO"
     env: Mapping[str, str] = field(default_factory=dict)
     kind_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    nats_auth: bool = False
 
     def replicas(self, kind: str) -> int:
         return {"evaluator": self.evaluators, "kernel": self.kernels}.get(kind, 1)
@@ -86,6 +91,7 @@ class Stack:
         self.services: list[Child] = []
         self.started_at: datetime | None = None
         self._ports: Iterator[int] = iter(())
+        self.nats_passwords: dict[str, str] = {}  # user -> password, with nats_auth
 
     @property
     def children(self) -> list[Child]:
@@ -127,6 +133,8 @@ class Stack:
                 "sync_interval": "always",
             },
         }
+        if self.options.nats_auth:
+            config["authorization"] = self._nats_authorization()
         conf = self.data_dir / "nats-server.conf"
         # The server's configuration format accepts JSON values after each top-level key.
         conf.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in config.items()))
@@ -140,6 +148,16 @@ class Stack:
             url=self.nats_url,
         )
         processes.wait_ready([self.nats], timeout_s=30.0)
+
+    def _nats_authorization(self) -> dict[str, Any]:
+        from dspex_runtime.permissions import CLIENT, SERVICE_PERMISSIONS, authorization_config
+
+        self.nats_passwords = {name: secrets.token_urlsafe(24) for name in SERVICE_PERMISSIONS}
+        password_file = self.data_dir / "nats-client.password"
+        password_file.touch(mode=0o600)
+        password_file.chmod(0o600)
+        password_file.write_text(self.nats_passwords[CLIENT] + "\n", encoding="utf-8")
+        return authorization_config(self.nats_passwords)
 
     def _start_simlm(self) -> None:
         from dspex_simlm.config import READY_PREFIX
@@ -184,6 +202,9 @@ class Stack:
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "PYTHONUNBUFFERED": "1",
         }
+        if kind in self.nats_passwords:
+            env["DSPEX_NATS_USER"] = kind
+            env["DSPEX_NATS_PASSWORD"] = self.nats_passwords[kind]
         if kind == "registry":
             env["DSPEX_DATABASE_URL"] = self.database_url
             # One machine, nothing to run by hand: the schema is brought up to date at start,
@@ -222,7 +243,7 @@ class Stack:
 
     def info(self) -> dict[str, Any]:
         """What ``stack.json`` records: where everything runs."""
-        return {
+        info: dict[str, Any] = {
             "pid": os.getpid(),
             "started_at": (self.started_at or datetime.now(UTC)).isoformat(),
             "data_dir": str(self.data_dir),
@@ -242,6 +263,10 @@ class Stack:
                 for c in self.children
             ],
         }
+        if self.nats_passwords:
+            info["nats_user"] = "client"
+            info["nats_password_file"] = str(self.data_dir / "nats-client.password")
+        return info
 
     def __enter__(self) -> Self:
         return self.start()

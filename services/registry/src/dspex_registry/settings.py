@@ -17,6 +17,7 @@ class RegistrySettings(ServiceSettings):
     database_url: str = Field(
         default="sqlite+aiosqlite:///./dspex.db",
         description="SQLAlchemy URL; postgresql:// and sqlite:// get their async drivers.",
+        repr=False,  # it may hold a password: never in a repr, a log or a traceback
     )
     database_schema: str | None = Field(
         default=None,
