@@ -9,7 +9,7 @@ LINT_PATHS := libs services contracts tests bench examples
 TYPED_PATHS := contracts/src contracts/tools libs/dspex_kernel/src libs/dspex_simlm/src libs/dspex_runtime/src services/kernel/src services/evaluator/src services/optimizer/src services/registry/src libs/dspex_client/src
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: setup lint test test-fast demo bench clean
+.PHONY: setup lint test test-fast soak demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ test: lint
 
 test-fast: setup
 	$(VENV)/bin/pytest -m unit
+
+# The long runs of the reliability suite: ten minutes of load, 10,000 bad messages per
+# subject. Not part of `make test`.
+soak: setup
+	DSPEX_SOAK=1 $(VENV)/bin/pytest -s tests/reliability/test_load.py tests/reliability/test_bad_input.py
 
 demo: setup
 	$(PY) -m dspex_client.demo

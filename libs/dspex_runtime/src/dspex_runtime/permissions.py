@@ -10,7 +10,7 @@ calls that destroy streams, which no service makes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,9 @@ __all__ = [
     "Permissions",
     "authorization_config",
     "nats_users",
+    "password_variable",
     "render_authorization",
+    "render_authorization_env",
 ]
 
 CLIENT = "client"
@@ -190,5 +192,40 @@ def authorization_config(passwords: Mapping[str, str]) -> dict[str, Any]:
 def render_authorization(passwords: Mapping[str, str]) -> str:
     """The ``authorization { users = [...] }`` block of a nats-server configuration file.
     Strings are JSON-quoted, so ``$JS.API.>`` is a subject, not a variable."""
-    users = ",\n".join(f"    {json.dumps(user)}" for user in nats_users(passwords))
-    return f"authorization {{\n  users = [\n{users}\n  ]\n}}\n"
+    return _authorization_block([json.dumps(user) for user in nats_users(passwords)])
+
+
+def password_variable(name: str) -> str:
+    """The environment variable of the NATS server that holds user ``name``'s password in
+    the deployments (docker-compose, Kubernetes): ``NATS_KERNEL_PASSWORD``."""
+    return f"NATS_{name.upper()}_PASSWORD"
+
+
+def render_authorization_env(names: Iterable[str] = tuple(SERVICE_PERMISSIONS)) -> str:
+    """:func:`render_authorization` with each password a reference to the server's
+    environment (``password: $NATS_KERNEL_PASSWORD``, see :func:`password_variable`), which
+    nats-server resolves at start and refuses to start without: the block the deployment
+    configurations include, with no secret in it. Every user of the table by default."""
+    users = []
+    for user in nats_users(dict.fromkeys(names, "")):
+        name = user["user"]
+        users.append(
+            f'{{"user": {json.dumps(name)}, "password": ${password_variable(name)}, '
+            f'"permissions": {json.dumps(user["permissions"])}}}'
+        )
+    return _authorization_block(users)
+
+
+def _authorization_block(users: list[str]) -> str:
+    entries = ",\n".join(f"    {user}" for user in users)
+    return f"authorization {{\n  users = [\n{entries}\n  ]\n}}\n"
+
+
+if __name__ == "__main__":
+    # deploy/nats/render-auth.sh: the auth.conf the deployments' NATS configurations include.
+    print(
+        "# Generated from dspex_runtime.permissions by deploy/nats/render-auth.sh; do not edit.\n"
+        "# One NATS user per DSPEx service (and the client), limited to its subjects; each\n"
+        "# password comes from the server's environment variable NATS_<USER>_PASSWORD.",
+    )
+    print(render_authorization_env(), end="")
