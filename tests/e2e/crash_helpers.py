@@ -18,7 +18,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from dspex_client import DSPExClient, processes
 from dspex_client.processes import Child
 from dspex_client.stack import SERVICES, Stack
-from dspex_contracts import DatasetRef, EvaluationSettings, subjects
+from dspex_contracts import DatasetRef, EvaluationSettings, RunCompletedPayload, subjects
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "math_qa"
@@ -138,3 +138,16 @@ async def wait_scored(js: JetStreamContext, run_id: str, count: int, timeout_s: 
     finally:
         await sub.unsubscribe()
     return seen
+
+
+def outcome(p: RunCompletedPayload) -> dict[str, Any]:
+    """What a run under faults must reproduce exactly (usage and wall time may differ)."""
+    return {
+        "status": p.status.value,
+        "stop_reason": p.stop_reason,
+        "best_overrides": p.best_overrides,
+        "best_assignment": p.best_assignment,
+        "best_score": p.best_score,
+        "baseline_score": p.baseline_score,
+        "evaluations": p.evaluations,
+    }

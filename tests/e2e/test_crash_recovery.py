@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from crash_helpers import (
@@ -18,6 +17,7 @@ from crash_helpers import (
     call_counts,
     examples,
     kill,
+    outcome,
     restart,
     running,
     start_run,
@@ -48,19 +48,6 @@ class Reference:
     val: DatasetRef
     completed: RunCompletedPayload
     calls: int
-
-
-def outcome(p: RunCompletedPayload) -> dict[str, Any]:
-    """What a replay must reproduce exactly (usage and wall time may differ)."""
-    return {
-        "status": p.status.value,
-        "stop_reason": p.stop_reason,
-        "best_overrides": p.best_overrides,
-        "best_assignment": p.best_assignment,
-        "best_score": p.best_score,
-        "baseline_score": p.baseline_score,
-        "evaluations": p.evaluations,
-    }
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from crash_helpers import call_counts, examples, run_events
+from crash_helpers import call_counts, examples, outcome, run_events
 from nats.js import JetStreamContext
 
 from dspex_client import DSPExClient
@@ -59,19 +58,6 @@ def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     with Stack(options) as running:
         yield running
-
-
-def outcome(p: RunCompletedPayload) -> dict[str, Any]:
-    """What the interrupted run must reproduce exactly (usage and wall time may differ)."""
-    return {
-        "status": p.status.value,
-        "stop_reason": p.stop_reason,
-        "best_overrides": p.best_overrides,
-        "best_assignment": p.best_assignment,
-        "best_score": p.best_score,
-        "baseline_score": p.baseline_score,
-        "evaluations": p.evaluations,
-    }
 
 
 async def start_run(client: DSPExClient, run_id: str, train: DatasetRef, val: DatasetRef) -> None:

@@ -22,6 +22,7 @@ from crash_helpers import (
     call_counts,
     examples,
     kill,
+    outcome,
     restart,
     running,
 )
@@ -30,7 +31,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from dspex_client import DSPExClient
 from dspex_client.stack import Stack, StackOptions
-from dspex_contracts import DatasetRef, EvaluationSettings, RunCompletedPayload, subjects
+from dspex_contracts import DatasetRef, EvaluationSettings, subjects
 from dspex_kernel import ProgramSpec
 from dspex_simlm.testing import set_config
 
@@ -60,17 +61,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert running_stack.lm_api_base is not None
         set_config(running_stack.lm_api_base, latency_ms=120)
         yield running_stack
-
-
-def outcome(p: RunCompletedPayload) -> dict[str, Any]:
-    return {
-        "status": p.status.value,
-        "best_overrides": p.best_overrides,
-        "best_assignment": p.best_assignment,
-        "best_score": p.best_score,
-        "baseline_score": p.baseline_score,
-        "evaluations": p.evaluations,
-    }
 
 
 async def start(client: DSPExClient, run_id: str, train: DatasetRef, val: DatasetRef) -> None:

@@ -12,7 +12,6 @@ from evaluator_helpers import eventually, math_qa, proposal
 
 from dspex_contracts import DatasetRef, LMSettings, ProgramSource
 from dspex_evaluator.adapters.lm import BoundedLM
-from dspex_evaluator.app import _holding
 from dspex_evaluator.handlers import (
     Scoring,
     candidate_overrides,
@@ -24,6 +23,7 @@ from dspex_kernel import InputError, LMRateLimitError, LMUnavailableError, Metri
 from dspex_kernel.lm import LMRequest, LMResponse, Usage
 from dspex_kernel.testing import ScriptedLM, chat_reply
 from dspex_runtime.errors import Retry
+from dspex_runtime.holding import heartbeats
 from dspex_runtime.lm_settings import LMServiceSettings, resolve_metric
 from dspex_runtime.programs import InMemoryProgramStore
 
@@ -215,7 +215,7 @@ async def test_a_long_evaluation_extends_its_ack_deadline() -> None:
             self.beats += 1
 
     delivery = Delivery()
-    async with _holding(delivery, every_s=0.01):  # type: ignore[arg-type]
+    async with heartbeats(delivery, every_s=0.01):  # what the evaluator holds a proposal with
         await eventually(lambda: delivery.beats >= 2, "two heartbeats")
     beats = delivery.beats
     await asyncio.sleep(0.05)

@@ -4,10 +4,7 @@ connections open in the app's lifespan."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from faststream.asgi import AsgiFastStream
@@ -18,6 +15,7 @@ from dspex_contracts import CandidateProposed, DatasetRef, LMSettings
 from dspex_kernel import LM, DSPExError, Metric, Runtime
 from dspex_runtime import datasets
 from dspex_runtime.errors import DeadLetter
+from dspex_runtime.holding import heartbeats
 from dspex_runtime.lm_metrics import LMMetrics
 from dspex_runtime.lm_settings import build_lm_client, resolve_metric
 from dspex_runtime.lm_tracing import LMTracing
@@ -29,8 +27,6 @@ from . import handlers
 from .adapters.lm import BoundedLM
 from .metrics import EvaluatorMetrics
 from .settings import EvaluatorSettings
-
-_log = logging.getLogger(__name__)
 
 
 class InternalError(DSPExError):
@@ -78,7 +74,8 @@ def create_app(
     @service.consumer(CandidateProposed, durable=settings.durable, max_workers=settings.concurrency)
     async def on_proposed(event: CandidateProposed, delivery: Delivery) -> None:
         last = delivery.deliveries >= settings.max_deliver
-        async with _holding(delivery, every_s=settings.ack_wait_s / 3):
+        # Not redelivered to another replica while this one still scores it.
+        async with heartbeats(delivery, every_s=settings.ack_wait_s / 3):
             try:
                 answer = await handlers.score_proposal(
                     event, state["scoring"], retry_transient=not last
@@ -121,25 +118,3 @@ def _metrics(settings: EvaluatorSettings) -> Callable[[str], Metric]:
 def _runtime(client: LM, lm: LMSettings, settings: EvaluatorSettings) -> Runtime:
     # The event's model is the default of stages whose configuration names none.
     return Runtime(client, model=lm.model or settings.lm_model)
-
-
-@contextlib.asynccontextmanager
-async def _holding(delivery: Delivery, *, every_s: float) -> AsyncIterator[None]:
-    """Tell JetStream the message is still being worked on, so that a long evaluation is
-    not redelivered to another replica while this one scores it."""
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                await delivery.in_progress()
-            except Exception:
-                _log.warning("could not extend the ack deadline", exc_info=True)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -120,6 +120,12 @@ class StrategyContext:
             raise StrategyParamsError(f"parameter {name!r} must be an integer >= {low}")
         return value
 
+    def bool_param(self, name: str, default: bool) -> bool:
+        value = self.params.get(name, default)
+        if not isinstance(value, bool):
+            raise StrategyParamsError(f"parameter {name!r} must be true or false")
+        return value
+
     def float_param(self, name: str, default: float, *, low: float, high: float) -> float:
         value = self.params.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -1,10 +1,13 @@
-"""Helpers the strategies share: the baseline, and choosing the best scored candidate."""
+"""Helpers the strategies share: the baseline, choosing the best scored candidate, and the
+range of sampling temperatures a program allows."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..program import ProgramSpec
+from ..variables import FloatVar
 from ._base import Evaluation, StrategyContext, StrategyResult
 
 
@@ -25,3 +28,13 @@ def best_of(
         if score > best[1]:
             best = (overrides, score)
     return StrategyResult(dict(best[0]), best[1], dict(details or {}))
+
+
+def temperature_range(spec: ProgramSpec) -> tuple[float, float]:
+    """Where a strategy may sample hot: [0, 1], within the program's ``*.temperature``
+    variable if it has one."""
+    low, high = 0.0, 1.0
+    for var in spec.variables.variables:
+        if isinstance(var, FloatVar) and var.target == "*.temperature":
+            low, high = var.low, min(var.high, 1.0)
+    return low, high

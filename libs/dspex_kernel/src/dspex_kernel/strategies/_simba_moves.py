@@ -11,8 +11,9 @@ from typing import Any
 
 from ..config import plan
 from ..program import ProgramSpec
-from ..variables import FloatVar, TextVar
+from ..variables import TextVar
 from ._base import ExampleOutcome, StrategyContext
+from ._common import temperature_range
 from ._demos import DemoStage, traced_demos
 from ._prompting import ask, describe_program, prompt_model, signature
 
@@ -163,10 +164,7 @@ def sampling_temperatures(spec: ProgramSpec, n: int) -> list[dict[str, Any]]:
     """Overrides for ``n`` trajectory samplers: the program as configured, then
     temperatures spread over [0.5, 1.0], clipped to the program's temperature variable;
     repeats are left out (a repeat would only hit the cache)."""
-    low, high = 0.0, 1.0
-    for var in spec.variables.variables:
-        if isinstance(var, FloatVar) and var.target == "*.temperature":
-            low, high = var.low, min(var.high, 1.0)
+    low, high = temperature_range(spec)
     out: list[dict[str, Any]] = [{}]
     seen: set[float] = set()
     for i in range(1, n):

@@ -21,9 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..variables import FloatVar
 from ._base import StrategyContext, StrategyParamsError, StrategyResult
-from ._common import baseline_of, best_of
+from ._common import baseline_of, best_of, temperature_range
 from ._demos import Demo, DemoStage, demo_stages, labeled_demo, traced_demos
 from ._racing import screen
 from ._records import canonical
@@ -48,9 +47,6 @@ class _Settings:
 
 def _settings(ctx: StrategyContext) -> _Settings:
     max_bootstrapped = ctx.int_param("max_bootstrapped_demos", 4)
-    race = ctx.param("race", True)
-    if not isinstance(race, bool):
-        raise StrategyParamsError("parameter 'race' must be true or false")
     teacher = ctx.param("teacher", None) or {}
     if not isinstance(teacher, Mapping):
         raise StrategyParamsError("parameter 'teacher' must be a mapping of overrides")
@@ -63,7 +59,7 @@ def _settings(ctx: StrategyContext) -> _Settings:
         teacher=dict(teacher),
         pool=ctx.int_param("bootstrap_pool", 4 * max_bootstrapped),
         batch=ctx.int_param("bootstrap_batch", 16, low=1),
-        race=race,
+        race=ctx.bool_param("race", True),
         race_keep=ctx.float_param("race_keep", 1 / 3, low=0.0, high=1.0),
     )
 
@@ -124,10 +120,7 @@ def _round_settings(ctx: StrategyContext, round_: int) -> dict[str, Any]:
     request, so neither an LM cache nor a deterministic model repeats the failed answer."""
     if round_ == 0:
         return {}
-    low, high = 0.0, 1.0
-    for var in ctx.spec.variables.variables:
-        if isinstance(var, FloatVar) and var.target == "*.temperature":
-            low, high = var.low, min(var.high, 1.0)
+    low, high = temperature_range(ctx.spec)
     return {"*.temperature": max(low, round(high - 0.05 * (round_ - 1), 4))}
 
 

@@ -70,13 +70,6 @@ class _Plan:
     race: bool
 
 
-def _race_param(ctx: StrategyContext) -> bool:
-    race = ctx.param("race", True)
-    if not isinstance(race, bool):
-        raise StrategyParamsError("parameter 'race' must be true or false")
-    return race
-
-
 def _plan(ctx: StrategyContext, n_stages: int) -> _Plan:
     preset = ctx.param("auto", "light")
     if preset not in PRESETS:
@@ -104,7 +97,7 @@ def _plan(ctx: StrategyContext, n_stages: int) -> _Plan:
         trials=ctx.int_param("num_trials", trials),
         minibatch=ctx.int_param("minibatch_size", 35),
         full_eval_steps=ctx.int_param("minibatch_full_eval_steps", 5, low=1),
-        race=_race_param(ctx),
+        race=ctx.bool_param("race", True),
         zero_shot=zero_shot,
         temperature=ctx.float_param("init_temperature", 1.0, low=0.0, high=2.0),
         summary_batches=ctx.int_param("data_summary_batches", 2),

@@ -40,7 +40,6 @@ from ._base import (
     Evaluation,
     ExampleOutcome,
     StrategyContext,
-    StrategyParamsError,
     StrategyResult,
 )
 from ._common import baseline_of, best_of
@@ -74,9 +73,6 @@ class _Settings:
 
 
 def _settings(ctx: StrategyContext) -> _Settings:
-    race = ctx.param("race", True)
-    if not isinstance(race, bool):
-        raise StrategyParamsError("parameter 'race' must be true or false")
     return _Settings(
         bsize=ctx.int_param("bsize", 32, low=1),
         num_candidates=ctx.int_param("num_candidates", 6, low=1),
@@ -84,7 +80,7 @@ def _settings(ctx: StrategyContext) -> _Settings:
         max_demos=ctx.int_param("max_demos", 4),
         t_sampling=ctx.float_param("temperature_for_sampling", 0.2, low=1e-3, high=100.0),
         t_candidates=ctx.float_param("temperature_for_candidates", 0.2, low=1e-3, high=100.0),
-        race=race,
+        race=ctx.bool_param("race", True),
         demo_maxlen=ctx.int_param("demo_input_field_maxlen", 100_000, low=1),
         final_k=ctx.int_param("final_candidates", 3),
     )
@@ -123,7 +119,6 @@ class _Search:
         self.pool: list[_Program] = []
         self.index: dict[str, int] = {}  # canonical overrides -> pool position
         self.full: dict[str, Evaluation] = {}  # canonical overrides -> full-valset answer
-        self.best: Evaluation | None = None
         self.winners: list[tuple[int, float]] = []  # pool position, full-valset score
         self.stopped_early = 0
         self.order = list(range(len(ctx.trainset)))
@@ -196,8 +191,11 @@ class _Search:
 
     def record_full(self, overrides: Mapping[str, Any], evaluation: Evaluation) -> None:
         self.full[canonical(overrides)] = evaluation
-        if self.best is None or evaluation.score > self.best.score:
-            self.best = evaluation
+
+    @property
+    def best(self) -> Evaluation | None:
+        """The best full-valset answer so far (the earliest of ties)."""
+        return max(self.full.values(), key=lambda e: e.score, default=None)
 
     async def _score_on_valset(self, overrides: dict[str, Any]) -> Evaluation | None:
         """The full-valset answer for ``overrides``. Racing, the candidate first meets the
