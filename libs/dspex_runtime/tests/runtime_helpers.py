@@ -189,7 +189,9 @@ async def start_service(runtime: ServiceRuntime) -> asyncio.Task[None]:
     async def started() -> bool:
         if task.done():
             task.result()  # raise the start-up error
-        return runtime.http_server is not None and runtime.http_server.started
+        server = runtime.http_server
+        # Subscribed (what /readyz waits for too) and serving HTTP.
+        return runtime.subscribed.is_set() and server is not None and server.started
 
     await eventually(started, "the service to start")
     return task

@@ -12,6 +12,8 @@ from runtime_helpers import DURABLE, Running, eventually, request
 
 from dspex_contracts import DeadLettered, ExecuteCompleted, subjects
 from dspex_contracts.subjects import STREAMS
+from dspex_runtime import ServiceRuntime, ServiceSettings
+from dspex_runtime.asgi import readyz
 from dspex_runtime.testing.nats import NatsServer
 
 pytestmark = pytest.mark.integration
@@ -144,3 +146,19 @@ async def test_streams_are_declared_idempotently(running: Running) -> None:
     assert consumer.config.ack_wait == 5.0
     assert consumer.config.max_deliver == 3
     assert consumer.config.filter_subject == subjects.EXEC_REQUESTED
+
+
+@pytest.mark.unit
+async def test_not_ready_until_subscribed() -> None:
+    runtime = ServiceRuntime(ServiceSettings(service_name="probe", http_port=0))
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/readyz", "headers": []}
+    await readyz(runtime)(scope, receive, send)
+    assert sent[0]["status"] == 503  # started, maybe connected, not yet subscribed

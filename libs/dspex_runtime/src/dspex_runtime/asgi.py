@@ -31,6 +31,21 @@ async def healthz(scope: Scope) -> AsgiResponse:
     return AsgiResponse(b"ok", 200)
 
 
+def readyz(runtime: ServiceRuntime) -> ASGIApp:
+    """Readiness: subscribed (start-up finished) and NATS answering a ping."""
+    ping = make_ping_asgi(
+        runtime.broker, timeout=runtime.settings.readiness_timeout_s, include_in_schema=False
+    )
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if not runtime.subscribed.is_set():
+            await AsgiResponse(b"starting", 503)(scope, receive, send)
+            return
+        await ping(scope, receive, send)
+
+    return cast(ASGIApp, app)
+
+
 def build_app(
     runtime: ServiceRuntime,
     *,
@@ -45,19 +60,14 @@ def build_app(
         runtime.broker,
         asgi_routes=[
             ("/healthz", healthz),
-            (
-                "/readyz",
-                make_ping_asgi(
-                    runtime.broker,
-                    timeout=runtime.settings.readiness_timeout_s,
-                    include_in_schema=False,
-                ),
-            ),
+            ("/readyz", readyz(runtime)),
             ("/metrics", cast(ASGIApp, make_asgi_app(runtime.registry))),
         ],
         logger=logging.getLogger("dspex_runtime.app"),
         # FastStream runs these before the broker starts its subscribers, in order.
         on_startup=[runtime.prepare, *on_startup, runtime.lag.start],
+        # ...and this once they are subscribed, before the app reports itself started.
+        after_startup=[runtime.subscriptions_live],
         on_shutdown=[runtime.mark_stopping, runtime.lag.stop],
         # ...and these after the broker stopped: in-flight handlers have finished.
         after_shutdown=[*on_shutdown, flush_spans],

@@ -5,6 +5,7 @@ de-duplication, dead letters, and the HTTP app with health, readiness and metric
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -71,6 +72,7 @@ class ServiceRuntime:
         )
         self.handling = MessageHandling(self)
         self.stopping = False
+        self.subscribed = asyncio.Event()  # set once the server holds our subscriptions
         self.http_port: int | None = None  # the bound port, once serving
         self.http_server: uvicorn.Server | None = None
 
@@ -245,6 +247,13 @@ class ServiceRuntime:
         consuming."""
         await self.ensure_streams()
         await self.ensure_consumers()
+
+    async def subscriptions_live(self) -> None:
+        """Wait until the server has processed the subscriptions the broker just sent (a
+        round trip on the connection), then mark the replica subscribed: ``/readyz`` says
+        ready only from then on, so a request sent once it does finds its responder."""
+        await self.broker.config.connection_state.connection.flush()
+        self.subscribed.set()
 
     def asgi_app(
         self,
