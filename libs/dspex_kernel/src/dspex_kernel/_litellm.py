@@ -32,8 +32,9 @@ _MAX_MESSAGE_CHARS = 500
 
 
 def load_litellm() -> Any:
-    """Import litellm and set our defaults, once. Costs ~5 s and ~190 MiB, so it runs on
-    the first call, in a worker thread (see :func:`litellm_completion`)."""
+    """Import litellm and set our defaults, once. Costs seconds of CPU and ~190 MiB, so it
+    runs in a worker thread: on the first call (see :func:`litellm_completion`), or before
+    it through :meth:`LMClient.prepare`, as the services do at start-up."""
     global _litellm
     with _load_lock:
         if _litellm is None:

@@ -178,6 +178,7 @@ class LMClient:
     ) -> None:
         if max_retries < 0 or backoff_base_s < 0 or backoff_max_s < 0 or timeout_s <= 0:
             raise ValueError("retries and back-off must be >= 0 and timeout_s > 0")
+        self._litellm_transport = transport is None
         if transport is None:
             # Imported here, not at the top: _litellm imports this module's types.
             from ._litellm import litellm_completion, register_prices
@@ -235,6 +236,15 @@ class LMClient:
     def add_observer(self, observer: LMObserver) -> None:
         """Tell ``observer`` of every call from now on (see :data:`LMObserver`)."""
         self._observers.append(observer)
+
+    async def prepare(self) -> None:
+        """Load litellm now (in a worker thread) when this client calls through it, instead
+        of on the first call: its import takes seconds of CPU, which a service spends
+        before it reports itself ready rather than while requests queue up."""
+        if self._litellm_transport:
+            from ._litellm import load_litellm
+
+            await asyncio.to_thread(load_litellm)
 
     async def complete(self, request: LMRequest) -> LMResponse:
         started = time.perf_counter()

@@ -90,9 +90,10 @@ async def build_lm_client(
     *,
     observers: Sequence[LMObserver] = (),
 ) -> LMClient:
-    """The replica's LM client, telling ``observers`` of every call (a service passes its
-    :class:`~dspex_runtime.lm_metrics.LMMetrics`). With ``lm_cache="nats"`` the response
-    cache is the KV bucket shared by every replica (created if needed), which needs ``js``."""
+    """The replica's LM client, ready to call (litellm loaded), telling ``observers`` of
+    every call (a service passes its :class:`~dspex_runtime.lm_metrics.LMMetrics`). With
+    ``lm_cache="nats"`` the response cache is the KV bucket shared by every replica
+    (created if needed), which needs ``js``."""
     cache: ResponseCache | None = None
     if settings.lm_cache == "memory":
         cache = InMemoryLRUCache()
@@ -103,7 +104,7 @@ async def build_lm_client(
 
         cache = await NatsKVCache.create(js)
     key = settings.lm_api_key.get_secret_value() if settings.lm_api_key else None
-    return LMClient(
+    client = LMClient(
         endpoint=Endpoint(api_base=settings.lm_api_base, api_key=key),
         cache=cache,
         max_retries=settings.lm_max_retries,
@@ -111,6 +112,9 @@ async def build_lm_client(
         prices=settings.lm_prices,
         observers=observers,
     )
+    # litellm is imported during start-up, before the replica reports itself ready.
+    await client.prepare()
+    return client
 
 
 def resolve_metric(name: str, settings: LMServiceSettings) -> Metric:
