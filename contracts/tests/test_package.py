@@ -60,7 +60,11 @@ def test_every_stored_subject_has_one_event() -> None:
         if name.isupper() and isinstance(value, str) and value.startswith("dspex.")
     }
     rpc = {subjects.EXEC_CALL}  # request/reply carries ExecuteRequested, not stored
-    assert {event.SUBJECT for event in EVENTS} == published - rpc
+    notices = {subjects.RUN_CHANGED_NOTICE}  # core NATS, a run id only, not stored
+    assert {event.SUBJECT for event in EVENTS} == published - rpc - notices
+    for notice in notices:
+        with pytest.raises(KeyError):
+            stream_for(notice)
     assert len({event.TYPE for event in EVENTS}) == len(EVENTS)
     for event in EVENTS:
         assert event_for_subject(event.SUBJECT) is event

@@ -83,11 +83,23 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def environment(service: dict[str, Any]) -> dict[str, str]:
+def environment(service: dict[str, Any], shell: dict[str, str] | None = None) -> dict[str, str]:
+    """The service's environment as compose gives it, ``shell`` being where compose runs
+    (empty unless given). A variable without a value passes through from the shell, and is
+    unset when the shell has none."""
+    shell = shell or {}
     env = service.get("environment") or {}
     if isinstance(env, list):
-        env = dict(item.split("=", 1) for item in env)
-    return {key: interpolate(str(value)) for key, value in env.items()}
+        items = [item.partition("=") for item in env]
+        env = {key: value if equals else None for key, equals, value in items}
+    resolved: dict[str, str] = {}
+    for key, value in env.items():
+        if value is None:
+            if key in shell:
+                resolved[key] = shell[key]
+        else:
+            resolved[key] = interpolate(str(value))
+    return resolved
 
 
 def command(service: dict[str, Any]) -> list[str]:
@@ -262,6 +274,52 @@ def test_lm_services_call_the_simulated_lm(
         assert settings.lm_api_base == f"http://simlm:{simlm.port}/v1", name
         assert settings.lm_model in PRICES, name
         assert settings.lm_prices == {m: tuple(p) for m, p in PRICES.items()}, name
+
+
+def test_ports_are_published_on_this_machine_only(services: dict[str, dict[str, Any]]) -> None:
+    published: dict[str, str] = {}
+    for name, service in services.items():
+        for port in service.get("ports") or []:
+            host, host_port, container_port = str(port).split(":")
+            assert host == "127.0.0.1", f"{name} publishes {port} on every interface"
+            assert host_port not in published, f"{name} and {published[host_port]}: {port}"
+            published[host_port] = name
+            assert container_port.isdigit(), port
+
+
+def test_the_run_explorer_is_published_at_the_registrys_http_port(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """http://127.0.0.1:8080/ui, the address the compose file's header gives."""
+    registry = services["registry"]
+    settings = load_settings("registry", environment(registry), monkeypatch)
+    assert settings.ui_enabled
+    port = settings.http_port
+    assert registry["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert f"http://127.0.0.1:{port}/ui" in COMPOSE.read_text()
+    # One replica: replicas cannot share a published host port.
+    assert registry.get("deploy", {}).get("replicas", 1) == 1
+
+
+def test_the_explorer_token_is_passed_through_and_unset_unless_given(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DSPEX_UI_TOKEN comes from the environment (or .env) where compose runs, never from the
+    file. Without it the registry gets no variable at all, hence no token (a read-only
+    explorer): an empty value would be an empty token, not none."""
+    registry = services["registry"]
+    assert "DSPEX_UI_TOKEN" in registry["environment"]
+    assert registry["environment"]["DSPEX_UI_TOKEN"] is None, "no value, no default in the file"
+    without = environment(registry)
+    assert "DSPEX_UI_TOKEN" not in without
+    assert load_settings("registry", without, monkeypatch).ui_token is None
+    given = environment(registry, shell={"DSPEX_UI_TOKEN": "operator-token"})
+    token = load_settings("registry", given, monkeypatch).ui_token
+    assert token is not None
+    assert token.get_secret_value() == "operator-token"
+    for name, service in services.items():
+        if name != "registry":
+            assert "DSPEX_UI_TOKEN" not in (service.get("environment") or {}), name
 
 
 def test_evaluators_run_two_replicas(services: dict[str, dict[str, Any]]) -> None:

@@ -56,7 +56,12 @@ SERVICES: dict[str, tuple[str, type[BaseSettings]]] = {
 }
 LM_SERVICES = ("kernel", "evaluator", "optimizer")
 # Settings that are credentials: only ever from a Secret.
-SECRET_SETTINGS = {"DSPEX_NATS_PASSWORD", "DSPEX_LM_API_KEY", "DSPEX_DATABASE_URL"}
+SECRET_SETTINGS = {
+    "DSPEX_NATS_PASSWORD",
+    "DSPEX_LM_API_KEY",
+    "DSPEX_DATABASE_URL",
+    "DSPEX_UI_TOKEN",
+}
 # KEDA-scaled Deployments: (settings class, event model of their durable consumer).
 SCALED: dict[str, tuple[type[BaseSettings], type[CandidateProposed | ExecuteRequested]]] = {
     "evaluator": (EvaluatorSettings, CandidateProposed),
@@ -395,6 +400,43 @@ def test_credentials_come_only_from_secrets(docs: tuple[Doc, ...]) -> None:
             assert "DSPEX_DATABASE_URL" in {v["name"] for v in container["env"]}
 
 
+def test_the_explorer_token_comes_from_an_optional_secret(
+    docs: tuple[Doc, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the registry's service container reads DSPEX_UI_TOKEN, from key ``token`` of
+    Secret dspex-ui, created in the cluster when wanted: without it the pod still starts
+    (``optional``), the variable is unset and the run explorer read-only."""
+    registry = _one(docs, "Deployment", "registry")
+    (main,) = _containers(registry, init=False)
+    (token,) = [v for v in main["env"] if v["name"] == "DSPEX_UI_TOKEN"]
+    assert "value" not in token, "a literal token"
+    assert token["valueFrom"] == {
+        "secretKeyRef": {"name": "dspex-ui", "key": "token", "optional": True}
+    }
+    assert _secret_data(docs, "dspex-ui") is None, "the token Secret is never in the repository"
+    for name, container in _service_containers(docs):
+        if container is not main:
+            names = {v["name"] for v in container.get("env", [])}
+            assert "DSPEX_UI_TOKEN" not in names, f"{name}/{container['name']}"
+    for key in [k for k in os.environ if k.startswith("DSPEX_")]:
+        monkeypatch.delenv(key)
+    settings = RegistrySettings()
+    assert settings.ui_enabled
+    assert settings.ui_token is None, "absent means read-only"
+
+
+def test_the_readme_creates_the_secrets_the_explorer_reads() -> None:
+    docs = _build("overlays/prod")
+    (main,) = _containers(_one(docs, "Deployment", "registry"), init=False)
+    (token,) = [
+        v["valueFrom"]["secretKeyRef"] for v in main["env"] if v["name"] == "DSPEX_UI_TOKEN"
+    ]
+    readme = (K8S / "README.md").read_text()
+    assert f"create secret generic {token['name']} --from-literal={token['key']}=" in readme
+    for tls in _one(docs, "Ingress", "explorer")["spec"]["tls"]:
+        assert f"create secret tls {tls['secretName']} " in readme
+
+
 def _nats_secret(name: str) -> str:
     """``name`` without the hash suffix a secretGenerator (dev) gives it."""
     return re.sub(r"-[a-z0-9]{10}$", "", name) if name.startswith("dspex-nats-") else name
@@ -643,6 +685,59 @@ def test_services_reach_only_what_they_need(docs: tuple[Doc, ...]) -> None:
     for name in SERVICES:
         labels = _one(docs, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
         assert any(_selects(peer["podSelector"], labels) for peer in client_rule["from"]), name
+
+
+def _admits(rule: Doc, namespace: str, labels: dict[str, str], *, same: bool) -> bool:
+    """Ingress ``rule`` admits a pod with ``labels`` in ``namespace`` (the policy's own
+    namespace when ``same``); namespaces are matched by kubernetes.io/metadata.name."""
+    for peer in rule.get("from", []):
+        pods = peer.get("podSelector")
+        namespaces = peer.get("namespaceSelector")
+        if namespaces is None:
+            if same and pods is not None and _selects(pods, labels):
+                return True
+        elif _selects(namespaces, {"kubernetes.io/metadata.name": namespace}) and (
+            pods is None or _selects(pods, labels)
+        ):
+            return True
+    return False
+
+
+def test_the_registry_admits_the_run_explorer(overlay: str, docs: tuple[Doc, ...]) -> None:
+    """Port 8080 of the registry (the explorer's /ui and /api) from any pod of the namespace
+    and from the ingress controller; the other services' 8080 from Prometheus only."""
+    registry = _one(docs, "Deployment", "registry")["spec"]["template"]["metadata"]["labels"]
+    ingress = [r for p in _policies_for(docs, registry) for r in p["spec"].get("ingress", [])]
+    explorer = [r for r in ingress if _ports([r]) == {8080}]
+    namespace = NAMESPACES[overlay]
+    assert any(_admits(r, namespace, {"app": "anything"}, same=True) for r in explorer)
+    assert any(_admits(r, "ingress-nginx", {"app": "controller"}, same=False) for r in explorer)
+    assert not any(_admits(r, "elsewhere", {"app": "anything"}, same=False) for r in ingress)
+    for name in SERVICES:
+        if name == "registry":
+            continue
+        labels = _one(docs, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        rules = [r for p in _policies_for(docs, labels) for r in p["spec"].get("ingress", [])]
+        assert not any(_admits(r, namespace, {"app": "x"}, same=True) for r in rules), name
+        assert not any(_admits(r, "ingress-nginx", {}, same=False) for r in rules), name
+
+
+def test_prod_serves_the_explorer_through_an_ingress(overlay: str, docs: tuple[Doc, ...]) -> None:
+    ingresses = _of_kind(docs, "Ingress")
+    if overlay != "prod":
+        assert not ingresses, "dev reaches the explorer with kubectl port-forward"
+        return
+    (ingress,) = ingresses
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    backend = path["backend"]["service"]
+    service = _one(docs, "Service", backend["name"])
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "registry"}
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports[backend["port"]["name"]]["targetPort"] == "http"
+    # The token of the explorer's actions crosses it: TLS for the rule's host.
+    assert any(rule["host"] in tls["hosts"] for tls in ingress["spec"]["tls"])
 
 
 # -- KEDA -----------------------------------------------------------------------------------

@@ -342,6 +342,9 @@ FORBIDDEN_PUBLISH = [
     ("optimizer", subjects.PROGRAM_UPDATED),
     ("optimizer", subjects.CANDIDATE_SCORED),
     ("registry", subjects.EXEC_REQUESTED),
+    ("evaluator", subjects.RUN_CHANGED_NOTICE),
+    ("kernel", subjects.RUN_PAUSE),
+    ("optimizer", subjects.RUN_CANCEL),
     (CLIENT, subjects.RUN_COMPLETED),
     (CLIENT, subjects.CANDIDATE_SCORED),
     ("kernel", "$KV.dspex_run_control.secure-run"),
@@ -355,6 +358,7 @@ FORBIDDEN_SUBSCRIBE = [
     ("evaluator", subjects.EXEC_CALL),
     ("optimizer", subjects.EXEC_REQUESTED),
     ("registry", subjects.EXEC_CALL),
+    ("evaluator", subjects.RUN_CHANGED_NOTICE),
     ("kernel", ">"),
 ]
 
@@ -418,6 +422,41 @@ async def test_a_subscription_outside_the_users_permissions_is_refused(
         await admin.close()
     assert _refused(errors, subject, "subscription"), errors
     assert received == []
+
+
+async def test_the_registry_may_control_runs_and_announce_their_changes(
+    server: NatsServer,
+) -> None:
+    """What the run explorer does as the registry's user: PauseRun, ResumeRun and CancelRun
+    through JetStream (stored), and the run-changed notice, which every replica hears."""
+    errors: list[Exception] = []
+    admin = await _connect(server, ADMIN[0], [])
+    replica = await _connect(server, "registry", errors)
+    other_replica = await _connect(server, "registry", errors)
+    notices: list[Msg] = []
+
+    async def on_notice(msg: Msg) -> None:
+        notices.append(msg)
+
+    stored: dict[str, str] = {}
+    try:
+        await ensure_streams(admin.jetstream(), RegistrySettings())
+        await other_replica.subscribe(subjects.RUN_CHANGED_NOTICE, cb=on_notice)
+        await other_replica.flush()
+        for subject in (subjects.RUN_PAUSE, subjects.RUN_RESUME, subjects.RUN_CANCEL):
+            ack = await replica.jetstream().publish(subject, b"{}", timeout=5.0)
+            stored[subject] = ack.stream
+        await replica.publish(subjects.RUN_CHANGED_NOTICE, b"run-1")
+        await replica.flush()
+        await eventually(lambda: notices, "the run-changed notice", 5)
+    finally:
+        await replica.close()
+        await other_replica.close()
+        await admin.close()
+    assert errors == []
+    assert stored == {subject: subjects.stream_for(subject) for subject in stored}
+    assert [msg.data for msg in notices] == [b"run-1"]
+    assert not _violations(server)
 
 
 async def test_a_forged_event_through_jetstream_is_never_stored(server: NatsServer) -> None:

@@ -24,6 +24,10 @@ DEAD_LETTER = "dspex.deadletter.v1"
 # purpose, or the stream would answer the request with its PubAck.
 EXEC_CALL = "dspex.rpc.exec.v1"
 
+# Core NATS, not stored: a registry replica announces that it recorded a change to a run
+# (the body is the run id), so that every replica's run explorer can refresh its open pages.
+RUN_CHANGED_NOTICE = "dspex.notice.run.changed.v1"
+
 # JetStream streams and the subjects each one stores. Work subjects are consumed by durable
 # pull consumers shared by all replicas of a service.
 STREAMS: dict[str, tuple[str, ...]] = {

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from client_helpers import dspex, eventually, explain
 
@@ -27,6 +29,27 @@ def _gone(pid: int) -> bool:
     return False
 
 
+def check_explorer(out: Path) -> None:
+    """The run explorer is up where ``dspex up`` says, and its actions take the token."""
+    printed = eventually(
+        lambda: re.search(r"run explorer: (http://\S+/ui)", out.read_text()),
+        "dspex up to print the run explorer's address",
+        timeout_s=30,
+    )
+    page = httpx.get(printed.group(1), follow_redirects=True, timeout=10)
+    assert page.status_code == 200
+    assert "Optimization runs" in page.text
+    base = printed.group(1).removesuffix("/ui")
+    refused = httpx.post(f"{base}/api/runs/no-such-run/pause", timeout=10)
+    assert refused.status_code == 401
+    allowed = httpx.post(
+        f"{base}/api/runs/no-such-run/pause",
+        headers={"Authorization": "Bearer up-token"},
+        timeout=10,
+    )
+    assert allowed.status_code == 404  # past the token check: the run is unknown
+
+
 def test_up_serves_until_sigterm_then_stops_everything(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DSPEX_NATS_URL"}
     env["DSPEX_DATA_DIR"] = str(tmp_path)
@@ -39,6 +62,8 @@ def test_up_serves_until_sigterm_then_stops_everything(tmp_path: Path) -> None:
         "0",
         "--log-level",
         "WARNING",
+        "--ui-token",
+        "up-token",
     ]
     with open(tmp_path / "up.out", "wb") as out:
         up = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -59,6 +84,7 @@ def test_up_serves_until_sigterm_then_stops_everything(tmp_path: Path) -> None:
         second = dspex(["up", "--nats-port", "0"], env=discovery)
         assert second.exit_code == 1
         assert "already runs" in second.stderr
+        check_explorer(tmp_path / "up.out")
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(timeout=60)

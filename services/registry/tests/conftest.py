@@ -41,7 +41,7 @@ from registry_helpers import (
     unique_schema,
 )
 
-TABLES = ("programs", "runs", "candidates", "datasets")
+TABLES = ("programs", "runs", "candidates", "datasets", "run_progress")
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from registry_helpers import POSTGRES_URL, unique_schema
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,7 +34,8 @@ from dspex_registry.app import open_sql_store
 pytestmark = pytest.mark.integration
 
 REGISTRY = Path(__file__).resolve().parents[1]
-TABLES = {"programs", "runs", "candidates", "datasets"}
+TABLES = {"programs", "runs", "candidates", "datasets", "run_progress"}
+FIRST_TABLES = TABLES - {"run_progress"}  # revision 0001
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -106,6 +108,32 @@ async def test_postgres_tables_live_in_their_own_schema() -> None:
         await drop_schema(POSTGRES_URL, schema)
 
 
+async def test_the_run_progress_revision_goes_down_and_up_keeping_the_rest(
+    empty_database: tuple[AsyncEngine, str | None],
+) -> None:
+    engine, schema = empty_database
+    await upgrade(engine, schema=schema, revision="0001")
+    assert await current_revision(engine) == "0001"
+    assert await table_names(engine) == FIRST_TABLES
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO datasets (id, count, created_at) VALUES ('d1', 3, :at)"),
+            {"at": datetime(2026, 11, 1, tzinfo=UTC)},
+        )
+    await upgrade(engine, schema=schema)
+    assert await current_revision(engine) == head_revision() == "0002"
+    assert await table_names(engine) == TABLES
+    assert await schema_differences(engine) == []
+    await downgrade(engine, schema=schema, revision="0001")
+    assert await current_revision(engine) == "0001"
+    assert await table_names(engine) == FIRST_TABLES
+    await upgrade(engine, schema=schema)
+    assert await table_names(engine) == TABLES
+    assert await schema_differences(engine) == []
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT id, count FROM datasets"))).all() == [("d1", 3)]
+
+
 def run_cli(args: list[str], database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DSPEX_DATABASE_URL": database_url}
     env.pop("DSPEX_DATABASE_SCHEMA", None)
@@ -120,6 +148,7 @@ async def test_the_alembic_command_line_migrates_an_empty_database(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     assert "Running upgrade  -> 0001" in done.stderr
+    assert "Running upgrade 0001 -> 0002" in done.stderr
     engine = make_engine(url)
     try:
         assert await table_names(engine) == TABLES

@@ -10,7 +10,7 @@ import pytest
 from registry_helpers import completed, progress, requested, scored, spec_data
 
 from dspex_contracts import RunStatus, dataset_id
-from dspex_registry.domain import CandidateRecord, RegistryStore
+from dspex_registry.domain import CandidateRecord, ProgressPoint, RegistryStore
 
 pytestmark = pytest.mark.integration
 
@@ -19,6 +19,10 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+def keys(points: list[ProgressPoint]) -> list[tuple[str, int, int, datetime]]:
+    return [(p.status.value, p.evaluations, p.lm_calls, p.at) for p in points]
 
 
 def candidate(run_id: str, n: int, when: datetime) -> CandidateRecord:
@@ -218,3 +222,93 @@ class TestRegistryStore:
         assert found is not None
         assert (found.count, found.created_at) == (1, at(0))
         assert await store.get_dataset(dataset_id([])) is None
+
+    # -- progress history (run ids are unique to each test: PostgreSQL keeps one schema per
+    # -- session, so that no other test's points can be in the way)
+
+    async def test_history_has_a_point_per_progress_report_and_the_completion(
+        self, store: RegistryStore
+    ) -> None:
+        run = "hist-points"
+        report = progress(run, best_score=0.5, evaluations=2, lm_calls=10, cost_usd=0.05)
+        await store.record_progress(report.payload, at(1))
+        await store.record_progress(
+            progress(run, best_score=0.7, evaluations=4, lm_calls=30, cost_usd=0.15).payload,
+            at(2),
+        )
+        await store.record_completed(completed(run).payload, at(3))
+        history = await store.run_history(run)
+        assert history == [
+            ProgressPoint(run, RunStatus.RUNNING, 2, 10, at(1), best_score=0.5, cost_usd=0.05),
+            ProgressPoint(run, RunStatus.RUNNING, 4, 30, at(2), best_score=0.7, cost_usd=0.15),
+            # The completion's point carries its usage: 40 calls, 5 evaluations, 0.8 best.
+            ProgressPoint(run, RunStatus.COMPLETED, 5, 40, at(3), best_score=0.8, cost_usd=0.2),
+        ]
+        assert all(p.at.tzinfo is not None for p in history)
+        assert await store.run_history("hist-unknown") == []
+
+    async def test_history_is_ordered_by_lm_calls_then_time(self, store: RegistryStore) -> None:
+        run = "hist-order"
+        await store.record_progress(progress(run, evaluations=3, lm_calls=30).payload, at(1))
+        await store.record_progress(progress(run, evaluations=1, lm_calls=10).payload, at(2))
+        await store.record_progress(progress(run, evaluations=2, lm_calls=20).payload, at(6))
+        # Same LM calls, another status: ordered by time, not by when it was recorded.
+        paused = progress(run, RunStatus.PAUSED, evaluations=2, lm_calls=20).payload
+        await store.record_progress(paused, at(4))
+        assert keys(await store.run_history(run)) == [
+            ("running", 1, 10, at(2)),
+            ("paused", 2, 20, at(4)),
+            ("running", 2, 20, at(6)),
+            ("running", 3, 30, at(1)),
+        ]
+
+    async def test_a_repeated_report_adds_no_point(self, store: RegistryStore) -> None:
+        run = "hist-repeat"
+        report = progress(run, best_score=0.5, evaluations=2, lm_calls=10).payload
+        await store.record_progress(report, at(1))
+        await store.record_progress(report, at(1))
+        # Published again later (a redelivery after the duplicate window): the same key.
+        again = progress(run, best_score=0.6, evaluations=2, lm_calls=10).payload
+        await store.record_progress(again, at(5))
+        done = completed(run).payload
+        await store.record_completed(done, at(8))
+        await store.record_completed(done, at(9))
+        history = await store.run_history(run)
+        assert keys(history) == [("running", 2, 10, at(1)), ("completed", 5, 40, at(8))]
+        assert history[0].best_score == 0.5  # the first report's point stays
+
+    async def test_a_late_report_is_still_history(self, store: RegistryStore) -> None:
+        run = "hist-late"
+        await store.record_progress(progress(run, evaluations=5, lm_calls=50).payload, at(5))
+        # Older than the last one applied: the run ignores it, the history keeps it.
+        late = progress(run, best_score=0.3, evaluations=1, lm_calls=10).payload
+        await store.record_progress(late, at(1))
+        recorded = await store.get_run(run)
+        assert recorded is not None
+        assert (recorded.evaluations, recorded.lm_calls) == (5, 50)
+        await store.record_completed(completed(run).payload, at(10))
+        # After the completion too.
+        await store.record_progress(progress(run, evaluations=4, lm_calls=45).payload, at(9))
+        finished = await store.get_run(run)
+        assert finished is not None
+        assert (finished.status, finished.lm_calls) == (RunStatus.COMPLETED, 40)
+        assert keys(await store.run_history(run)) == [
+            ("running", 1, 10, at(1)),
+            ("completed", 5, 40, at(10)),
+            ("running", 4, 45, at(9)),
+            ("running", 5, 50, at(5)),
+        ]
+
+    async def test_history_of_runs_does_not_mix_and_honours_the_limit(
+        self, store: RegistryStore
+    ) -> None:
+        for n in range(5):
+            report = progress("hist-a", evaluations=n, lm_calls=n * 10).payload
+            await store.record_progress(report, at(n))
+        await store.record_progress(progress("hist-b", evaluations=1, lm_calls=5).payload, at(0))
+        a = await store.run_history("hist-a")
+        assert [p.lm_calls for p in a] == [0, 10, 20, 30, 40]
+        assert {p.run_id for p in a} == {"hist-a"}
+        assert keys(await store.run_history("hist-b")) == [("running", 1, 5, at(0))]
+        assert [p.lm_calls for p in await store.run_history("hist-a", limit=2)] == [0, 10]
+        assert await store.run_history("hist-a", limit=0) == []

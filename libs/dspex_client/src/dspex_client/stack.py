@@ -97,6 +97,14 @@ class Stack:
     def children(self) -> list[Child]:
         return [c for c in (self.nats, self.simlm) if c is not None] + self.services
 
+    @property
+    def explorer_url(self) -> str | None:
+        """The run explorer's page, served by the (first) registry replica."""
+        for child in self.services:
+            if child.name == "registry" and child.url:
+                return f"{child.url}/ui"
+        return None
+
     # -- start ---------------------------------------------------------------------------
 
     def start(self) -> Self:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import math
 import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -46,17 +47,31 @@ def readyz(runtime: ServiceRuntime) -> ASGIApp:
     return cast(ASGIApp, app)
 
 
+class ServiceApp(AsgiFastStream):
+    """FastStream's ASGI app, whose routes match exact paths, handing every other HTTP
+    request to ``fallback`` (a service's own web app) instead of answering 404."""
+
+    fallback: ASGIApp | None = None
+
+    async def not_found(self, scope: Scope, receive: Any, send: Any) -> None:
+        if self.fallback is not None and scope["type"] == "http":
+            await self.fallback(scope, receive, send)
+            return
+        await super().not_found(scope, receive, send)
+
+
 def build_app(
     runtime: ServiceRuntime,
     *,
     on_startup: Sequence[Callable[[], Any]] = (),
     on_shutdown: Sequence[Callable[[], Any]] = (),
+    fallback: ASGIApp | None = None,
 ) -> AsgiFastStream:
     async def flush_spans() -> None:
         # Spans of the last messages would be lost with a batching exporter otherwise.
         runtime.tracer_provider.force_flush()
 
-    return AsgiFastStream(
+    app = ServiceApp(
         runtime.broker,
         asgi_routes=[
             ("/healthz", healthz),
@@ -80,6 +95,8 @@ def build_app(
             "and answers.",
         ),
     )
+    app.fallback = fallback
+    return app
 
 
 def _version() -> str:
@@ -111,6 +128,8 @@ async def serve(runtime: ServiceRuntime, app: AsgiFastStream | None = None) -> N
         access_log=False,
         lifespan="on",
         log_level=settings.log_level.lower(),
+        # Open streams (the run explorer's live pages) must not hold a stopping replica.
+        timeout_graceful_shutdown=max(1, math.ceil(settings.graceful_timeout_s)),
     )
     server = uvicorn.Server(config)
     runtime.http_server = server

@@ -78,10 +78,22 @@ class Permissions:
 
 
 SERVICE_PERMISSIONS: dict[str, Permissions] = {
+    # The run explorer's pause, resume and cancel buttons publish the run control events;
+    # every replica announces the run changes it records on a core-NATS subject that every
+    # replica (plain subscription, no queue group) listens to, to refresh its open pages.
     "registry": Permissions(
-        publish=(subjects.PROGRAM_UPDATED, subjects.DEAD_LETTER, *_JETSTREAM),
+        publish=(
+            subjects.PROGRAM_UPDATED,
+            subjects.RUN_PAUSE,
+            subjects.RUN_RESUME,
+            subjects.RUN_CANCEL,
+            subjects.RUN_CHANGED_NOTICE,
+            subjects.DEAD_LETTER,
+            *_JETSTREAM,
+        ),
         subscribe=(
             _REGISTRY_RPC,
+            subjects.RUN_CHANGED_NOTICE,
             _INBOX,
             *_advisories(
                 (subjects.PROGRAM_REGISTERED, "registry-programs"),

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import uvicorn
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
+from faststream.asgi.types import ASGIApp
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
@@ -167,6 +168,33 @@ class ServiceRuntime:
 
         return register
 
+    def notice_listener(
+        self, subject: str
+    ) -> Callable[[Callable[[bytes], Any]], Callable[[bytes], Any]]:
+        """Register ``listener(body)`` for a core-NATS notice: every replica hears every
+        notice (no queue group), nothing is stored or acknowledged, and a listener that
+        fails only loses that notice."""
+
+        def register(listener: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+            async def entry(body: bytes, msg: NatsMessage) -> None:
+                try:
+                    listener(body)
+                except Exception:
+                    _log.exception("notice listener on %s failed", subject)
+
+            self.broker.subscriber(subject, decoder=raw_body, title=f"{subject}:notice")(entry)
+            return listener
+
+        return register
+
+    async def notify(self, subject: str, body: bytes) -> None:
+        """Publish a core-NATS notice (not stored). Best effort: a notice that cannot be
+        sent is logged and dropped, never an error of the handler that sent it."""
+        try:
+            await self.broker.publish(body, subject)
+        except Exception as e:
+            _log.warning("notice on %s not sent: %s", subject, e)
+
     # -- publishing --------------------------------------------------------------------
 
     async def publish(self, event: Envelope[Any], *, headers: dict[str, str] | None = None) -> None:
@@ -260,13 +288,17 @@ class ServiceRuntime:
         *,
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
+        fallback: ASGIApp | None = None,
     ) -> AsgiFastStream:
         """The service as an ASGI app: ``/healthz``, ``/readyz``, ``/metrics``, AsyncAPI at
-        ``/docs``. Start-up connects, declares streams and consumers, runs ``on_startup``,
+        ``/docs``, and ``fallback`` (the service's own web app) for every other path.
+        Start-up connects, declares streams and consumers, runs ``on_startup``,
         then starts consuming. Shutdown stops fetching, waits for in-flight handlers (up to
         ``graceful_timeout_s``), closes the connection, then runs ``on_shutdown``. The consumer
         lag gauges are refreshed in the background while the app runs."""
-        return asgi.build_app(self, on_startup=on_startup, on_shutdown=on_shutdown)
+        return asgi.build_app(
+            self, on_startup=on_startup, on_shutdown=on_shutdown, fallback=fallback
+        )
 
     async def serve(self, app: AsgiFastStream | None = None) -> None:
         """Serve ``app`` (default: :meth:`asgi_app`) with uvicorn in the running event loop

@@ -24,6 +24,8 @@ from .adapters.engine import ensure_schema, make_engine
 from .adapters.migrate import require_current, upgrade
 from .adapters.rpc import serve_queries
 from .domain import RegistryStore
+from .explorer.live import RunChanges, decode_notice
+from .explorer.web import Explorer, create_explorer
 from .settings import RegistrySettings
 
 _log = logging.getLogger(__name__)
@@ -72,28 +74,72 @@ def create_app(
             await own.close()
 
     durable = settings.durable
+    changes = RunChanges()
+
+    async def changed(run_id: str) -> None:
+        # After the change is committed: pages woken by it read the new data.
+        if settings.ui_enabled:
+            await service.notify(changes.subject, run_id.encode())
 
     @service.consumer(ProgramRegistered, durable=f"{durable}-programs")
     async def on_registered(event: ProgramRegistered, delivery: Delivery) -> None:
         await service.publish(await handlers.program_registered(event, current()))
 
+    # Each run event is announced once handled, also when handling failed after a write
+    # (a completion recorded, then its program version not registrable): pages re-read.
+
     @service.consumer(OptimizeRequested, durable=f"{durable}-requests")
     async def on_requested(event: OptimizeRequested, delivery: Delivery) -> None:
-        await handlers.optimize_requested(event, current())
+        try:
+            await handlers.optimize_requested(event, current())
+        finally:
+            await changed(event.payload.run_id)
 
     @service.consumer(RunProgress, durable=f"{durable}-progress")
     async def on_progress(event: RunProgress, delivery: Delivery) -> None:
-        await handlers.run_progress(event, current())
+        try:
+            await handlers.run_progress(event, current())
+        finally:
+            await changed(event.payload.run_id)
 
     @service.consumer(CandidateScored, durable=f"{durable}-candidates")
     async def on_scored(event: CandidateScored, delivery: Delivery) -> None:
-        await handlers.candidate_scored(event, current())
+        try:
+            await handlers.candidate_scored(event, current())
+        finally:
+            await changed(event.payload.run_id)
 
     @service.consumer(RunCompleted, durable=f"{durable}-completed")
     async def on_completed(event: RunCompleted, delivery: Delivery) -> None:
-        updated = await handlers.run_completed(event, current())
-        if updated is not None:
-            await service.publish(updated)
+        try:
+            updated = await handlers.run_completed(event, current())
+            if updated is not None:
+                await service.publish(updated)
+        finally:
+            await changed(event.payload.run_id)
 
     serve_queries(service, current, queue=durable)
-    return service, service.asgi_app(on_startup=[open_store], on_shutdown=[close_store])
+    web = None
+    if settings.ui_enabled:
+
+        @service.notice_listener(changes.subject)
+        def on_changed(body: bytes) -> None:
+            run_id = decode_notice(body)
+            if run_id is not None:
+                changes.heard(run_id)
+
+        web = create_explorer(
+            Explorer(
+                store=current,
+                publish=service.publish,
+                changes=changes,
+                token=settings.ui_token,
+                stopping=lambda: (
+                    service.stopping
+                    or (service.http_server is not None and service.http_server.should_exit)
+                ),
+            )
+        )
+    return service, service.asgi_app(
+        on_startup=[open_store], on_shutdown=[close_store], fallback=web
+    )

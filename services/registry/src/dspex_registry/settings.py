@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
 
 from dspex_runtime.settings import ServiceSettings
 
@@ -30,6 +32,25 @@ class RegistrySettings(ServiceSettings):
         description="Upgrade the schema at start; unset means yes for SQLite and no for "
         "PostgreSQL, where `python -m dspex_registry migrate` runs as a deployment Job.",
     )
+    ui_enabled: bool = Field(
+        default=True,
+        description="Serve the run explorer (pages under /ui, its HTTP API under /api) on the "
+        "service's HTTP port.",
+    )
+    ui_token: SecretStr | None = Field(
+        default=None,
+        description="Token that the explorer's pause, resume and cancel actions require (as "
+        "`Authorization: Bearer <token>`); unset, the explorer is read-only.",
+    )
+
+    @field_validator("ui_token", mode="before")
+    @classmethod
+    def _no_empty_token(cls, value: Any) -> Any:
+        # An empty variable (`DSPEX_UI_TOKEN=` in a .env file, an empty Secret key) means
+        # no token, never a token that an empty Authorization header would match.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @property
     def migrate_at_start(self) -> bool:

@@ -64,6 +64,15 @@ def up_command(
         float, typer.Option(help="Seconds to wait for every service's /readyz.")
     ] = 120.0,
     log_level: Annotated[str, typer.Option(help="Log level of the services.")] = "INFO",
+    ui_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DSPEX_UI_TOKEN",
+            help="Token the run explorer asks for before pausing, resuming or cancelling a "
+            "run; without one the explorer is read-only.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded stack in the foreground.
 
@@ -89,6 +98,7 @@ def up_command(
         sim_latency_ms=sim_latency_ms,
         ready_timeout_s=ready_timeout,
         log_level=log_level.upper(),
+        kind_env={"registry": {"DSPEX_UI_TOKEN": ui_token}} if ui_token else {},
     )
     stack = Stack(options)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -102,6 +112,9 @@ def up_command(
             f"registry database: {stack.database_url}",
             highlight=False,
         )
+        if stack.explorer_url:
+            access = "actions need the token" if ui_token else "read-only (no --ui-token)"
+            err.print(f"run explorer: {stack.explorer_url} — {access}", highlight=False)
         err.print(f"ready. DSPEX_NATS_URL={stack.nats_url} — Ctrl-C stops everything.")
 
         def report(child: Child) -> None:

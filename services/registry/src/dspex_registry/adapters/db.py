@@ -29,10 +29,11 @@ from ..domain.records import (
     DatasetRecord,
     ProgramSummary,
     ProgramVersion,
+    ProgressPoint,
     RunRecord,
 )
 from ..domain.store import RegistryStore
-from .tables import candidates, datasets, programs, runs
+from .tables import candidates, datasets, programs, run_progress, runs
 
 R = TypeVar("R")
 
@@ -151,9 +152,14 @@ class SqlRegistryStore(RegistryStore):
     # -- runs ---------------------------------------------------------------------------
 
     async def _merge_run(
-        self, run_id: str, merge: Callable[[RunRecord | None], RunRecord | None]
+        self,
+        run_id: str,
+        merge: Callable[[RunRecord | None], RunRecord | None],
+        point: ProgressPoint | None = None,
     ) -> RunRecord | None:
         async def work(conn: AsyncConnection) -> RunRecord | None:
+            if point is not None:
+                await _add_point(conn, point)
             query = select(runs).where(runs.c.run_id == run_id).with_for_update()
             row = (await conn.execute(query)).first()
             existing = _run(row) if row is not None else None
@@ -174,11 +180,19 @@ class SqlRegistryStore(RegistryStore):
         await self._merge_run(payload.run_id, lambda r: merges.requested(r, payload, _utc(at)))
 
     async def record_progress(self, payload: RunProgressPayload, at: datetime) -> None:
-        await self._merge_run(payload.run_id, lambda r: merges.progressed(r, payload, _utc(at)))
+        at = _utc(at)
+        await self._merge_run(
+            payload.run_id,
+            lambda r: merges.progressed(r, payload, at),
+            merges.progress_point(payload, at),
+        )
 
     async def record_completed(self, payload: RunCompletedPayload, at: datetime) -> RunRecord:
+        at = _utc(at)
         merged = await self._merge_run(
-            payload.run_id, lambda r: merges.completed(r, payload, _utc(at))
+            payload.run_id,
+            lambda r: merges.completed(r, payload, at),
+            merges.completion_point(payload, at),
         )
         assert merged is not None  # a completion always merges
         return merged
@@ -205,6 +219,19 @@ class SqlRegistryStore(RegistryStore):
         query = query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
         async with self.engine.connect() as conn:
             return [_run(r) for r in (await conn.execute(query)).all()]
+
+    async def run_history(self, run_id: str, *, limit: int = 5000) -> list[ProgressPoint]:
+        query = (
+            select(run_progress)
+            .where(run_progress.c.run_id == run_id)
+            .order_by(run_progress.c.lm_calls, run_progress.c.at)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            ProgressPoint(**{**_fixed(r._asdict()), "status": RunStatus(r.status)}) for r in rows
+        ]
 
     # -- candidates and datasets --------------------------------------------------------
 
@@ -251,6 +278,21 @@ class SqlRegistryStore(RegistryStore):
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(datasets).where(datasets.c.id == dataset_id))).first()
         return DatasetRecord(**_fixed(row._asdict())) if row is not None else None
+
+
+async def _add_point(conn: AsyncConnection, point: ProgressPoint) -> None:
+    """Insert ``point`` unless its key is there (same report again: nothing to add)."""
+    key = (
+        (run_progress.c.run_id == point.run_id)
+        & (run_progress.c.status == point.status.value)
+        & (run_progress.c.evaluations == point.evaluations)
+        & (run_progress.c.lm_calls == point.lm_calls)
+    )
+    if await conn.scalar(select(func.count()).select_from(run_progress).where(key)):
+        return
+    values = {**asdict(point), "status": point.status.value}
+    # Two replicas adding one point at once: the loser's transaction is retried.
+    await conn.execute(insert(run_progress).values(values))
 
 
 _RUN_FIELDS = tuple(f.name for f in fields(RunRecord))

@@ -23,6 +23,7 @@ from ..domain.records import (
     DatasetRecord,
     ProgramSummary,
     ProgramVersion,
+    ProgressPoint,
     RunRecord,
 )
 from ..domain.store import RegistryStore
@@ -37,6 +38,7 @@ class InMemoryRegistryStore(RegistryStore):
         self._runs: dict[str, RunRecord] = {}
         self._candidates: dict[str, CandidateRecord] = {}
         self._datasets: dict[str, DatasetRecord] = {}
+        self._history: dict[tuple[str, str, int, int], ProgressPoint] = {}
         # Run merges read then write; no await between them today, but keep them atomic.
         self._lock = asyncio.Lock()
 
@@ -107,12 +109,23 @@ class InMemoryRegistryStore(RegistryStore):
             merged = runs.progressed(self._runs.get(payload.run_id), payload, at)
             if merged is not None:
                 self._runs[payload.run_id] = _copy(merged)
+            self._add_point(runs.progress_point(payload, at))
 
     async def record_completed(self, payload: RunCompletedPayload, at: datetime) -> RunRecord:
         async with self._lock:
             merged = _copy(runs.completed(self._runs.get(payload.run_id), payload, at))
             self._runs[payload.run_id] = merged
+            self._add_point(runs.completion_point(payload, at))
             return _copy(merged)
+
+    def _add_point(self, point: ProgressPoint) -> None:
+        key = (point.run_id, point.status.value, point.evaluations, point.lm_calls)
+        self._history.setdefault(key, point)
+
+    async def run_history(self, run_id: str, *, limit: int = 5000) -> list[ProgressPoint]:
+        chosen = [p for p in self._history.values() if p.run_id == run_id]
+        chosen.sort(key=lambda p: (p.lm_calls, p.at))
+        return chosen[:limit]
 
     async def set_applied_version(self, run_id: str, version: int) -> None:
         async with self._lock:

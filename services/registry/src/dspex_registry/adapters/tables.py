@@ -98,6 +98,18 @@ candidates = Table(
     Index("ix_candidates_run_id", "run_id", "created_at"),
 )
 
+run_progress = Table(
+    "run_progress",
+    metadata,
+    Column("run_id", String(128), primary_key=True),
+    Column("status", String(32), primary_key=True),
+    Column("evaluations", Integer, primary_key=True, autoincrement=False),
+    Column("lm_calls", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("best_score", Float, nullable=True),
+    Column("cost_usd", Float, nullable=False),
+)
+
 datasets = Table(
     "datasets",
     metadata,

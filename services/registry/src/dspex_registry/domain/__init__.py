@@ -2,7 +2,14 @@
 run's record, and the store port every database adapter implements."""
 
 from .errors import UnknownDataset, UnknownProgram, UnknownRun
-from .records import CandidateRecord, DatasetRecord, ProgramSummary, ProgramVersion, RunRecord
+from .records import (
+    CandidateRecord,
+    DatasetRecord,
+    ProgramSummary,
+    ProgramVersion,
+    ProgressPoint,
+    RunRecord,
+)
 from .store import RegistryStore
 
 __all__ = [
@@ -10,6 +17,7 @@ __all__ = [
     "DatasetRecord",
     "ProgramSummary",
     "ProgramVersion",
+    "ProgressPoint",
     "RegistryStore",
     "RunRecord",
     "UnknownDataset",

@@ -92,6 +92,21 @@ class CandidateRecord:
 
 
 @dataclass(frozen=True)
+class ProgressPoint:
+    """A run's state at one progress report or at its completion: the history the score
+    curve is drawn from. Unique on (run, status, evaluations, LM calls), so that a report
+    published again (a redelivery, a replayed run) adds no point."""
+
+    run_id: str
+    status: RunStatus
+    evaluations: int
+    lm_calls: int
+    at: datetime
+    best_score: float | None = None
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
 class DatasetRecord:
     id: str
     count: int | None

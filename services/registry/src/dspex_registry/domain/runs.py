@@ -18,7 +18,7 @@ from dspex_contracts import (
 )
 from dspex_contracts.common import DatasetRef
 
-from .records import RunRecord
+from .records import ProgressPoint, RunRecord
 
 
 def new_run(run_id: str, at: datetime) -> RunRecord:
@@ -123,4 +123,28 @@ def completed(existing: RunRecord | None, p: RunCompletedPayload, at: datetime) 
         error=p.error.model_dump() if p.error is not None else None,
         started_at=base.started_at or base.created_at,
         finished_at=at,
+    )
+
+
+def progress_point(p: RunProgressPayload, at: datetime) -> ProgressPoint:
+    return ProgressPoint(
+        run_id=p.run_id,
+        status=p.status,
+        evaluations=p.evaluations,
+        lm_calls=p.lm_calls,
+        at=at,
+        best_score=p.best_score,
+        cost_usd=p.cost_usd,
+    )
+
+
+def completion_point(p: RunCompletedPayload, at: datetime) -> ProgressPoint:
+    return ProgressPoint(
+        run_id=p.run_id,
+        status=p.status,
+        evaluations=p.evaluations,
+        lm_calls=p.usage.calls,
+        at=at,
+        best_score=p.best_score,
+        cost_usd=p.usage.cost_usd,
     )

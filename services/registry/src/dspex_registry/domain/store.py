@@ -15,7 +15,14 @@ from dspex_contracts import (
     RunStatus,
 )
 
-from .records import CandidateRecord, DatasetRecord, ProgramSummary, ProgramVersion, RunRecord
+from .records import (
+    CandidateRecord,
+    DatasetRecord,
+    ProgramSummary,
+    ProgramVersion,
+    ProgressPoint,
+    RunRecord,
+)
 
 
 class RegistryStore(ABC):
@@ -27,7 +34,8 @@ class RegistryStore(ABC):
       one atomically, also when several registry replicas add versions of one name at once.
     - Everything is idempotent on a key, so a redelivered message changes nothing: a
       program version on its ``origin``, a candidate on its ``call_id``, a dataset on its
-      ``id``; run events merge as :mod:`dspex_registry.domain.runs` says.
+      ``id``; run events merge as :mod:`dspex_registry.domain.runs` says; a progress
+      point on (run, status, evaluations, LM calls).
     - Reads return frozen values that share nothing with the store: mutating a returned
       ``spec`` or ``budget`` changes nothing stored.
     - Times are timezone-aware UTC; a missing thing is ``None`` (or an empty list), never an
@@ -73,11 +81,16 @@ class RegistryStore(ABC):
 
     @abstractmethod
     async def record_progress(self, payload: RunProgressPayload, at: datetime) -> None:
-        """Merge a progress report into its run, unless it is stale."""
+        """Merge a progress report into its run, unless it is stale, and add its point to
+        the run's history (a late report is still history)."""
 
     @abstractmethod
     async def record_completed(self, payload: RunCompletedPayload, at: datetime) -> RunRecord:
-        """Merge a completion into its run and return the run."""
+        """Merge a completion into its run, add its point to the history, return the run."""
+
+    @abstractmethod
+    async def run_history(self, run_id: str, *, limit: int = 5000) -> list[ProgressPoint]:
+        """The run's progress points, by LM calls then time (the first ``limit``)."""
 
     @abstractmethod
     async def set_applied_version(self, run_id: str, version: int) -> None:
