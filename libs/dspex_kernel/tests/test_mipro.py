@@ -86,7 +86,10 @@ class Fake:
         self.calls.append((dict(overrides), split, indices))
         outcomes = tuple(self._outcome(overrides, split, i, want_traces) for i in indices)
         score = sum(o.score for o in outcomes) / len(outcomes)
-        return Evaluation(call, dict(overrides), split, indices, score, outcomes, Usage(1))
+        # One LM call per example scored, as the program has one stage.
+        return Evaluation(
+            call, dict(overrides), split, indices, score, outcomes, Usage(len(indices))
+        )
 
     def _outcome(
         self, overrides: Mapping[str, Any], split: Split, i: int, want_traces: bool
@@ -413,12 +416,37 @@ async def test_the_prompt_model_is_the_programs_model_unless_named() -> None:
 
 @pytest.mark.unit
 async def test_a_budget_ends_the_run_with_the_best_so_far() -> None:
+    # Too small for even the teacher pass: the budget stops the run with the baseline.
     fake, lm = Fake(), PromptModel()
-    outcome = await runner(fake, lm, budget=Budget(max_lm_calls=14)).run()
+    outcome = await runner(fake, lm, budget=Budget(max_lm_calls=24)).run()
     assert (outcome.status, outcome.stop_reason) == ("budget_exhausted", "max_lm_calls")
-    assert len(fake.calls) + len(lm.requests) == 14
-    assert len(fake.full()) >= 2  # the baseline and at least one full evaluation
     assert outcome.best_score == max(quality_mean(o) for o in fake.full())
+
+
+@pytest.mark.unit
+async def test_under_a_call_budget_trials_stop_in_time_to_score_the_leader() -> None:
+    unlimited = await runner(Fake(), PromptModel()).run()
+    spent = unlimited.usage.calls
+    fake, lm, log = Fake(), PromptModel(), InMemoryCallLog()
+    budget = spent * 2 // 3
+    outcome = await runner(fake, lm, log=log, budget=Budget(max_lm_calls=budget)).run()
+    assert (outcome.status, outcome.stop_reason) == ("completed", "finished")
+    assert outcome.usage.calls <= budget
+    assert outcome.details["stopped_for_budget"] == 1
+    assert 0 < outcome.details["trials"] < unlimited.details["trials"]
+    # The leader of the trials run got its full evaluation: the result is a verified best.
+    assert len(fake.full()) >= 2
+    assert outcome.best_score == max(quality_mean(o) for o in fake.full())
+    assert unlimited.details["stopped_for_budget"] == 0
+    # The budget is read where no call is in flight: a replay decides alike, asking nothing.
+    replay, replay_lm = Fake(), PromptModel()
+    replayed = await runner(replay, replay_lm, log=log, budget=Budget(max_lm_calls=budget)).run()
+    assert (replay.calls, replay_lm.requests) == ([], [])
+    assert (replayed.best_overrides, replayed.best_score, replayed.details) == (
+        outcome.best_overrides,
+        outcome.best_score,
+        outcome.details,
+    )
 
 
 @pytest.mark.unit

@@ -95,7 +95,10 @@ class StrategyContext:
     """What a strategy may use. ``trainset`` and ``valset`` are the examples themselves
     (strategies build demos from them); scores come only from ``evaluate``. ``baseline``
     is the program's own configuration scored on the full valset (the runner's call 0);
-    ``note`` tells people watching the run what the strategy is doing."""
+    ``note`` tells people watching the run what the strategy is doing. ``calls_left()``
+    is how many LM calls the run's ``max_lm_calls`` budget still allows (None: no such
+    budget); read it only while none of the strategy's calls is in flight, so that a
+    replay reads the same number at the same point."""
 
     spec: ProgramSpec
     trainset: Sequence[Mapping[str, Any]]
@@ -106,6 +109,7 @@ class StrategyContext:
     params: Mapping[str, Any] = field(default_factory=dict)
     baseline: Evaluation | None = None
     on_note: Callable[[str], None] | None = None
+    calls_left: Callable[[], int | None] = field(default=lambda: None)
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:

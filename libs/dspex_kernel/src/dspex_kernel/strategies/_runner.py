@@ -151,8 +151,13 @@ class Runner:
             self._params,
             baseline=baseline,
             on_note=self._note,
+            calls_left=self._calls_left,
         )
         return await self._strategy(ctx)
+
+    def _calls_left(self) -> int | None:
+        limit = self._budget.max_lm_calls
+        return None if limit is None else max(0, limit - self._state.usage.calls)
 
     # -- the two calls a strategy makes ----------------------------------------------------
     def _evaluate(

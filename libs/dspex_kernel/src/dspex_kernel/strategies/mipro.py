@@ -9,7 +9,13 @@ configuration with the best mean minibatch score and no full score yet races the
 score on half the valset and, if it holds up there, is scored on the full valset. The
 baseline (candidate 0 everywhere) enters the study with its full score.
 A configuration's score on an example is never asked for twice: minibatches reuse what
-earlier minibatches and full evaluations of it already scored.
+earlier minibatches and full evaluations of it already scored. Under a ``max_lm_calls``
+budget the search is anytime: a trial starts only if the leader's full evaluation still
+fits after it (costs estimated from the baseline's LM calls per example), periodic full
+evaluations only if a later one still fits too, leaders are not raced (the budget must
+hold their full evaluation anyway), and when trials must stop the leader gets its full
+evaluation, so the run ends completed with a verified best instead of being cut off with
+nothing but the baseline.
 
 Params: ``auto`` ("light", "medium" or "heavy": n = 6, 12 or 18 candidates) sets
 ``num_candidates`` (n demo sets per stage, its current demos included),
@@ -212,11 +218,17 @@ class _Search:
         self.stopped_early = 0
         self.full_scored: list[tuple[dict[str, Any], float]] = []
         self.reused_batches = self.reused_examples = 0
+        self.trials_run = 0
+        self.budget_stopped = False
+        # LM calls per example (the program's stages, retries): what a trial will cost.
+        self.per_example = max(1.0, baseline.usage.calls / max(1, len(baseline.outcomes)))
+        self.distributions = self._distributions()
         self.study = self._study(baseline.score)
 
     def counts(self) -> dict[str, int]:
         return {
-            "trials": self.p.trials,
+            "trials": self.trials_run,
+            "stopped_for_budget": int(self.budget_stopped),
             "minibatch_size": self.minibatch,
             "full_evaluations": len(self.full_scored),
             "full_evaluations_stopped_early": self.stopped_early,
@@ -225,14 +237,17 @@ class _Search:
         }
 
     async def run(self) -> None:
-        import optuna
-
         ctx, p = self.ctx, self.p
         ctx.note(f"mipro: {p.trials} trials over {len(self.dims)} choices")
-        distributions = self._distributions()
         for t in range(1, p.trials + 1):
+            # Under a call budget, a trial starts only if the leader's full evaluation still
+            # fits after it: the run ends with a verified best, not cut off mid-search.
+            if not self._room(self._trial_cost() + self._full_cost()):
+                ctx.note(f"mipro: the LM-call budget leaves no room for trial {t}")
+                self.budget_stopped = True
+                break
             with _quiet():
-                trial = self.study.ask(distributions)
+                trial = self.study.ask(self.distributions)
             key = tuple(int(trial.params[path]) for path, _ in self.dims)
             if self.minibatch:
                 batch = sorted(ctx.rng.sample(range(len(ctx.valset)), self.minibatch))
@@ -241,19 +256,45 @@ class _Search:
                 score = await self._on_full(key)
             with _quiet():
                 self.study.tell(trial, score)
+            self.trials_run = t
             ctx.note(f"mipro: trial {t}/{p.trials} scored {score:.3f}")
-            if self.minibatch and (t % p.full_eval_steps == 0 or t == p.trials):
-                leader = self._leader()
-                if leader is not None:
-                    # The study learns the full score too, as a trial of its own (as DSPy).
-                    full = await self._on_full(leader, race=self.p.race)
-                    params = {path: i for (path, _), i in zip(self.dims, leader, strict=True)}
-                    with _quiet():
-                        self.study.add_trial(
-                            optuna.trial.create_trial(
-                                params=params, distributions=distributions, value=full
-                            )
-                        )
+            periodic = t % p.full_eval_steps == 0 and self._room(
+                self._trial_cost() + 2 * self._full_cost()
+            )
+            if self.minibatch and (periodic or t == p.trials):
+                await self._score_leader()
+        if self.budget_stopped and self.minibatch:
+            await self._score_leader()
+
+    async def _score_leader(self) -> None:
+        """The leader's full score; the study learns it too, as a trial of its own (as
+        DSPy)."""
+        import optuna
+
+        leader = self._leader()
+        if leader is None:
+            return
+        # Under a call budget the leader is not raced: racing saves calls when it loses,
+        # but the budget must hold the dearer case (half the valset, then all of it).
+        budgeted = self.ctx.calls_left() is not None
+        full = await self._on_full(leader, race=self.p.race and not budgeted)
+        params = {path: i for (path, _), i in zip(self.dims, leader, strict=True)}
+        with _quiet():
+            self.study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=self.distributions, value=full
+                )
+            )
+
+    def _room(self, calls: float) -> bool:
+        left = self.ctx.calls_left()
+        return left is None or left >= calls
+
+    def _full_cost(self) -> float:
+        return self.per_example * len(self.ctx.valset)
+
+    def _trial_cost(self) -> float:
+        return self.per_example * (self.minibatch or len(self.ctx.valset))
 
     async def _on_batch(self, key: Key, batch: Sequence[int]) -> float:
         seen = self.known.setdefault(key, {})
