@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crash_helpers import call_counts, examples, outcome, run_events
+from crash_helpers import call_counts, examples, outcome, run_events, start_run
 from nats.js import JetStreamContext
 
 from dspex_client import DSPExClient
 from dspex_client.stack import Stack, StackOptions
-from dspex_contracts import DatasetRef, EvaluationSettings, RunCompletedPayload, subjects
+from dspex_contracts import DatasetRef, RunCompletedPayload, subjects
 from dspex_kernel import ProgramSpec
 from dspex_runtime.testing.nats import NatsServer
 from dspex_simlm.testing import set_config
@@ -28,7 +28,6 @@ from dspex_simlm.testing import set_config
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "math_qa"
-EVALUATION = EvaluationSettings(batch_size=4, concurrency=4)
 LATENCY_MS = 100
 OUTAGE_S = 3.0
 WAIT_S = 120.0
@@ -58,20 +57,6 @@ def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     with Stack(options) as running:
         yield running
-
-
-async def start_run(client: DSPExClient, run_id: str, train: DatasetRef, val: DatasetRef) -> None:
-    await client.start_optimization(
-        "math_qa",
-        train,
-        val,
-        metric="numeric",
-        strategy="random",
-        seed=7,
-        params={"n_candidates": 6},
-        evaluation=EVALUATION,
-        run_id=run_id,
-    )
 
 
 def ready(url: str) -> bool:

@@ -65,6 +65,7 @@ from dspex_runtime.permissions import CLIENT, SERVICE_PERMISSIONS, nats_users, r
 from dspex_runtime.service import ServiceRuntime
 from dspex_runtime.streams import ensure_streams
 from dspex_runtime.testing.nats import NatsServer, nats_server_binary
+from dspex_runtime.testing.serving import serve_started
 from dspex_simlm import PRICES
 from dspex_simlm.testing import SimLMProcess
 
@@ -144,15 +145,7 @@ def _lm(sim_api_base: str) -> dict[str, Any]:
     return {"lm_api_base": sim_api_base, "lm_prices": PRICES, "lm_model": "openai/sim-base"}
 
 
-async def _serve(service: ServiceRuntime, app: Any) -> asyncio.Task[None]:
-    task = asyncio.create_task(service.serve(app))
-    await eventually(
-        lambda: task.done() or (service.http_server is not None and service.http_server.started),
-        f"{service.settings.service_name} to start",
-    )
-    if task.done():
-        task.result()
-    return task
+_serve = serve_started
 
 
 @pytest.fixture

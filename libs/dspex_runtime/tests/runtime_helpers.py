@@ -23,6 +23,7 @@ from dspex_contracts import (
 )
 from dspex_runtime import DeadLetter, Delivery, ServiceRuntime, ServiceSettings
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started
 
 DURABLE = "echo"
 WAIT_S = 20.0  # upper bound for anything to happen; tests pass as soon as it does
@@ -183,18 +184,7 @@ class Running:
     base_url: str
 
 
-async def start_service(runtime: ServiceRuntime) -> asyncio.Task[None]:
-    task = asyncio.create_task(runtime.serve())
-
-    async def started() -> bool:
-        if task.done():
-            task.result()  # raise the start-up error
-        server = runtime.http_server
-        # Subscribed (what /readyz waits for too) and serving HTTP.
-        return runtime.subscribed.is_set() and server is not None and server.started
-
-    await eventually(started, "the service to start")
-    return task
+start_service = serve_started
 
 
 async def stop_service(runtime: ServiceRuntime, task: asyncio.Task[None]) -> None:

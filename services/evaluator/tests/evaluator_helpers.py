@@ -33,6 +33,7 @@ from dspex_kernel import ProgramSpec, load_examples
 from dspex_runtime.programs import InMemoryProgramStore
 from dspex_runtime.service import ServiceRuntime
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started
 from dspex_simlm import PRICES
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -207,11 +208,4 @@ async def start_replica(settings: EvaluatorSettings, *, registry: bool = False) 
     """A replica serving math_qa from memory, or (``registry``) reading the registry."""
     programs = None if registry else InMemoryProgramStore([math_qa()])
     service, app = create_app(settings, programs=programs)
-    task = asyncio.create_task(service.serve(app))
-    await eventually(
-        lambda: task.done() or (service.http_server is not None and service.http_server.started),
-        "an evaluator replica to start",
-    )
-    if task.done():
-        task.result()
-    return Replica(service, task)
+    return Replica(service, await serve_started(service, app))

@@ -19,12 +19,13 @@ from dspex_contracts import ExecuteCompleted, ExecuteFailed, subjects
 from dspex_kernel_service import create_app
 from dspex_runtime.testing.fixtures import nats_server, nats_server_module  # noqa: F401
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started
 from dspex_simlm.testing import SimLMProcess
 
 # Test modules import the helpers beside this file (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).parent))
 
-from kernel_helpers import Caller, Kernel, eventually, example_store, kernel_settings
+from kernel_helpers import Caller, Kernel, example_store, kernel_settings
 
 
 @pytest.fixture(scope="session")
@@ -49,13 +50,7 @@ async def kernel(
         programs=example_store(),
         tracer_provider=tracer_provider,
     )
-    task = asyncio.create_task(service.serve(app))
-    await eventually(
-        lambda: task.done() or (service.http_server is not None and service.http_server.started),
-        "the kernel service to start",
-    )
-    if task.done():
-        task.result()
+    task = await serve_started(service, app)
     nc = await nats.connect(nats_server.url)
     client = Caller(nc, nc.jetstream())
 

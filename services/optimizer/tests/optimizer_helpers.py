@@ -40,6 +40,7 @@ from dspex_optimizer import Optimizer, OptimizerSettings, create_app
 from dspex_optimizer.handlers import parse_call_id
 from dspex_optimizer.ports import RunStore
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 WAIT_S = 60.0
@@ -316,13 +317,4 @@ class Replica:
 
 async def start_replica(settings: OptimizerSettings) -> Replica:
     optimizer, app = create_app(settings)
-    task = asyncio.create_task(optimizer.service.serve(app))
-    server = optimizer.service
-
-    def started() -> bool:
-        return task.done() or (server.http_server is not None and server.http_server.started)
-
-    await eventually(started, "the optimizer to start")
-    if task.done():
-        task.result()
-    return Replica(optimizer, task)
+    return Replica(optimizer, await serve_started(optimizer.service, app))

@@ -36,8 +36,8 @@ from dspex_contracts import (
     call_id_for,
 )
 from dspex_registry import RegistrySettings
-from dspex_runtime.service import ServiceRuntime
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started, stop_serving
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 REPO = Path(__file__).resolve().parents[3]
@@ -70,21 +70,8 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-async def start(service: ServiceRuntime, app: Any) -> asyncio.Task[None]:
-    task = asyncio.create_task(service.serve(app))
-    await eventually(
-        lambda: task.done() or (service.http_server is not None and service.http_server.started),
-        f"the {service.settings.service_name} service to start",
-    )
-    if task.done():
-        task.result()
-    return task
-
-
-async def stop(service: ServiceRuntime, task: asyncio.Task[None]) -> None:
-    assert service.http_server is not None
-    service.http_server.should_exit = True
-    await asyncio.wait_for(task, 30)
+# The registry tests' names for the shared in-process serving helpers.
+start, stop = serve_started, stop_serving
 
 
 def registry_settings(server: NatsServer, database_url: str, **extra: Any) -> RegistrySettings:

@@ -135,6 +135,31 @@ async def filled(store: RegistryStore) -> RegistryStore:
     return store
 
 
+@asynccontextmanager
+async def explorer_client(
+    store: RegistryStore,
+    *,
+    token: str | None = None,
+    publish: Callable[[Envelope[Any]], Any] | None = None,
+    changes: RunChanges | None = None,
+    stopping: Callable[[], bool] = lambda: True,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the explorer over ``store``, in-process; by default read-only
+    and publishing nothing."""
+    app = create_explorer(
+        Explorer(
+            store=lambda: store,
+            publish=publish or nothing,
+            changes=changes or RunChanges(),
+            token=SecretStr(token) if token is not None else None,
+            stopping=stopping,
+        )
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://explorer") as client:
+        yield client
+
+
 @pytest.fixture
 def open_site(filled: RegistryStore) -> Open:
     @asynccontextmanager
@@ -146,17 +171,9 @@ def open_site(filled: RegistryStore) -> Open:
         async def publish(event: Envelope[Any]) -> None:
             published.append(event)
 
-        app = create_explorer(
-            Explorer(
-                store=lambda: filled,
-                publish=publish,
-                changes=changes,
-                token=SecretStr(token) if token is not None else None,
-                stopping=lambda: stopping[0],
-            )
-        )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://explorer") as client:
+        async with explorer_client(
+            filled, token=token, publish=publish, changes=changes, stopping=lambda: stopping[0]
+        ) as client:
             yield Site(client, filled, changes, published, stopping)
 
     return opened
@@ -406,18 +423,7 @@ async def test_the_runs_page_lists_the_stores_runs(site: Site) -> None:
 
 
 async def test_the_runs_page_of_an_empty_registry() -> None:
-    empty = InMemoryRegistryStore()
-    app = create_explorer(
-        Explorer(
-            store=lambda: empty,
-            publish=nothing,
-            changes=RunChanges(),
-            token=None,
-            stopping=lambda: True,
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://explorer") as client:
+    async with explorer_client(InMemoryRegistryStore()) as client:
         runs = await client.get("/ui/runs")
         programs = await client.get("/ui/programs")
     assert runs.status_code == 200
@@ -688,20 +694,7 @@ async def test_instructions_and_demos_are_escaped_on_every_page(store: RegistryS
     overrides = {"solve.instructions": HOSTILE, "solve.demos": [{"question": HOSTILE, "answer": 1}]}
     await store.record_completed(completed("xss", overrides=overrides).payload, at(3))
 
-    async def publish(event: Envelope[Any]) -> None:
-        raise AssertionError("nothing is published by reading")
-
-    app = create_explorer(
-        Explorer(
-            store=lambda: store,
-            publish=publish,
-            changes=RunChanges(),
-            token=None,
-            stopping=lambda: False,
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://explorer") as client:
+    async with explorer_client(store) as client:
         for path in ("/ui/runs/xss", "/ui/programs/qa?a=1&b=2"):
             text = (await client.get(path)).text
             assert "<script>window.owned" not in text, path

@@ -36,7 +36,7 @@ from dspex_contracts import (
     RunStatus,
 )
 
-from ..domain import ProgramVersion, RegistryStore, RunRecord
+from ..domain import CandidateRecord, ProgramVersion, ProgressPoint, RegistryStore, RunRecord
 from . import views
 from .live import RunChanges
 
@@ -132,26 +132,12 @@ def create_explorer(explorer: Explorer) -> FastAPI:
             raise HTTPException(404, f"no run {run_id!r} is recorded")
         return run
 
-    async def run_view(run_id: str, s: RegistryStore) -> tuple[RunRecord, RunView]:
+    async def recorded(
+        run_id: str, s: RegistryStore
+    ) -> tuple[RunRecord, list[ProgressPoint], list[CandidateRecord]]:
+        """The run, its progress history and its scored calls: what a run page shows."""
         run = await the_run(run_id, s)
-        history = await s.run_history(run_id)
-        scored = await s.run_candidates(run_id, limit=5000)
-        view = RunView(
-            run=RunInfo.model_validate(asdict(run)),
-            history=[
-                HistoryPoint(
-                    status=p.status,
-                    evaluations=p.evaluations,
-                    lm_calls=p.lm_calls,
-                    best_score=p.best_score,
-                    cost_usd=p.cost_usd,
-                    at=p.at.isoformat(),
-                )
-                for p in history
-            ],
-            candidates=[CandidateInfo.model_validate(asdict(c)) for c in scored],
-        )
-        return run, view
+        return run, await s.run_history(run_id), await s.run_candidates(run_id, limit=5000)
 
     async def baseline_spec(run: RunRecord, s: RegistryStore) -> dict[str, Any] | None:
         if run.inline_spec is not None:
@@ -212,7 +198,22 @@ def create_explorer(explorer: Explorer) -> FastAPI:
 
     @app.get("/api/runs/{run_id}", response_model=RunView, tags=["runs"])
     async def api_run(run_id: str, s: Store) -> RunView:
-        return (await run_view(run_id, s))[1]
+        run, history, scored = await recorded(run_id, s)
+        return RunView(
+            run=RunInfo.model_validate(asdict(run)),
+            history=[
+                HistoryPoint(
+                    status=p.status,
+                    evaluations=p.evaluations,
+                    lm_calls=p.lm_calls,
+                    best_score=p.best_score,
+                    cost_usd=p.cost_usd,
+                    at=p.at.isoformat(),
+                )
+                for p in history
+            ],
+            candidates=[CandidateInfo.model_validate(asdict(c)) for c in scored],
+        )
 
     @app.get(
         "/api/runs/{run_id}/comparison",
@@ -304,9 +305,7 @@ def create_explorer(explorer: Explorer) -> FastAPI:
     async def run_context(run_id: str, s: RegistryStore, sort: str, order: str) -> dict[str, Any]:
         if sort not in views.CANDIDATE_COLUMNS:
             raise HTTPException(422, f"cannot sort by {sort!r}")
-        run = await the_run(run_id, s)
-        history = await s.run_history(run_id)
-        scored = await s.run_candidates(run_id, limit=5000)
+        run, history, scored = await recorded(run_id, s)
         drawn = views.plot(views.curve(history, scored, run.baseline_score))
         return {
             "run": run,
