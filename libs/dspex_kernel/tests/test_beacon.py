@@ -70,10 +70,13 @@ class Crash(BaseException):
 
 
 class Fake:
-    """Scores come from ``score``; records every call; may crash at one call number."""
+    """Scores come from ``score``; records every call; may crash at one call number. An
+    evaluation costs one LM call per example, ``cot_calls`` with chain of thought."""
 
-    def __init__(self, score: Score = peaked, *, crash_at: int | None = None) -> None:
-        self.score, self.crash_at = score, crash_at
+    def __init__(
+        self, score: Score = peaked, *, crash_at: int | None = None, cot_calls: int = 1
+    ) -> None:
+        self.score, self.crash_at, self.cot_calls = score, crash_at, cot_calls
         self.calls: list[tuple[int, dict[str, Any], Split, tuple[int, ...]]] = []
 
     async def __call__(
@@ -89,7 +92,9 @@ class Fake:
             raise Crash()
         score = self.score(overrides, split, indices)
         outcomes = tuple(ExampleOutcome(i, score, {"a": i}) for i in indices)
-        return Evaluation(call, dict(overrides), split, indices, score, outcomes, Usage(1))
+        per_example = self.cot_calls if overrides.get("module") == "chain_of_thought" else 1
+        usage = Usage(per_example * len(indices))
+        return Evaluation(call, dict(overrides), split, indices, score, outcomes, usage)
 
     def full(self) -> list[dict[str, Any]]:
         return [c[1] for c in self.calls if c[3] == tuple(range(len(VAL)))]
@@ -161,14 +166,17 @@ async def test_early_stopping_skips_full_evaluations_of_poor_trials() -> None:
     assert len({b[1] for b in batches}) > 1
     assert all(len(b[1]) == 5 and len(set(b[1])) == 5 for b in batches)
     assert 0 < len(full) < len(batches)
-    # Exactly the trials whose minibatch score was in the top half so far went on.
+    # Exactly the trials whose minibatch score was in the top half so far, and at least
+    # the best full score so far (the baseline's at first), went on.
     seen: list[float] = []
     expected = []
+    incumbent = peaked({})
     for overrides, _ in batches:
         seen.append(peaked(overrides))
         ranked = sorted(seen, reverse=True)
-        if seen[-1] >= ranked[max(1, -(-len(seen) // 2)) - 1]:
+        if seen[-1] >= ranked[max(1, -(-len(seen) // 2)) - 1] and seen[-1] >= incumbent:
             expected.append(overrides)
+            incumbent = max(incumbent, seen[-1])
     assert full == expected
     assert outcome.best_overrides in full
     assert outcome.best_score == max(peaked(o) for o in full)
@@ -178,11 +186,12 @@ async def test_early_stopping_skips_full_evaluations_of_poor_trials() -> None:
 async def test_keep_fraction_zero_keeps_only_trials_that_tie_the_best() -> None:
     fake = Fake()
     await runner(fake, params={"n_trials": 10, "minibatch_size": 5, "keep_fraction": 0.0}).run()
-    best = float("-inf")
+    best, incumbent = float("-inf"), peaked({})
     for overrides, _ in fake.minibatches():
         went_on = overrides in fake.full()[1:]
-        assert went_on == (peaked(overrides) >= best)
+        assert went_on == (peaked(overrides) >= max(best, incumbent))
         best = max(best, peaked(overrides))
+        incumbent = max(incumbent, peaked(overrides)) if went_on else incumbent
 
 
 @pytest.mark.unit
@@ -213,12 +222,46 @@ async def test_an_empty_space_returns_the_baseline() -> None:
 
 
 @pytest.mark.unit
-async def test_a_budget_ends_the_run_with_the_best_so_far() -> None:
-    fake = Fake()
-    outcome = await runner(fake, budget=Budget(max_lm_calls=7)).run()
-    assert (outcome.status, outcome.stop_reason) == ("budget_exhausted", "max_lm_calls")
-    assert len(fake.calls) == 7
+async def test_under_a_call_budget_trials_start_only_while_they_fit() -> None:
+    reference = Fake()
+    unlimited = await runner(reference).run()
+    budget = unlimited.usage.calls // 2
+    fake, log = Fake(), InMemoryCallLog()
+    outcome = await runner(fake, log=log, budget=Budget(max_lm_calls=budget)).run()
+    assert (outcome.status, outcome.stop_reason) == ("completed", "finished")
+    assert budget - len(VAL) < outcome.usage.calls <= budget  # no room for one more
+    assert outcome.details["stopped_for_budget"] == 1
+    assert 0 < outcome.details["trials"] < unlimited.details["trials"] == 16
+    assert unlimited.details["stopped_for_budget"] == 0
+    # Every trial begun was answered: the calls are a prefix of the unlimited run's.
+    assert fake.calls == reference.calls[: len(fake.calls)]
     assert outcome.best_score == max(peaked(o) for o in fake.full())
+    # The budget is read between trials: a replay decides alike without a call.
+    replay = Fake()
+    replayed = await runner(replay, log=log, budget=Budget(max_lm_calls=budget)).run()
+    assert replay.calls == []
+    assert (replayed.best_overrides, replayed.best_score, replayed.details) == (
+        outcome.best_overrides,
+        outcome.best_score,
+        outcome.details,
+    )
+
+
+@pytest.mark.unit
+async def test_the_cost_of_a_trial_is_learned_from_the_calls_it_made() -> None:
+    # Chain of thought costs three calls per example, which the baseline does not show.
+    # The first trial (a minibatch of 8, then the valset of 20: 84 calls) teaches it. Every
+    # trial is promising here (keep_fraction 1): the second one's minibatch fits (24 of
+    # 56 left), its full score at 3 calls per example (60) does not, though at the
+    # baseline's one call per example (20) it would have seemed to, and overrun the budget.
+    fake = Fake(lambda overrides, split, indices: 0.5, cot_calls=3)  # all tie: all go on
+    cot_only = [{**VARIABLES[0], "choices": ["chain_of_thought"]}, VARIABLES[2]]
+    params = {"keep_fraction": 1.0}
+    budget = Budget(max_lm_calls=160)
+    outcome = await runner(fake, variables=cot_only, params=params, budget=budget).run()
+    assert (outcome.status, outcome.details["stopped_for_budget"]) == ("completed", 1)
+    assert (outcome.details["trials"], outcome.details["full_evaluations"]) == (2, 1)
+    assert outcome.usage.calls == 20 + (24 + 60) + 24
 
 
 @pytest.mark.unit

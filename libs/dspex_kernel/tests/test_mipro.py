@@ -450,6 +450,31 @@ async def test_under_a_call_budget_trials_stop_in_time_to_score_the_leader() -> 
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("seed", [4, 5, 6])
+async def test_when_only_one_full_evaluation_fits_the_trial_goes_straight_to_it(seed: int) -> None:
+    # A trial needs a minibatch (5) and then the leader's full evaluation (20). With 24
+    # calls left after the proposals, only one full evaluation fits and no leader awaits
+    # it: the trial is scored on the full valset at once.
+    params = {"race": False}
+    before = (await runner(Fake(), PromptModel(), {"num_trials": 0}, seed=seed).run()).usage
+    fake = Fake()
+    budget = Budget(max_lm_calls=before.calls + 24)
+    outcome = await runner(fake, PromptModel(), params, seed=seed, budget=budget).run()
+    assert (outcome.status, outcome.stop_reason) == ("completed", "finished")
+    assert (outcome.details["trials"], outcome.details["stopped_for_budget"]) == (1, 1)
+    assert fake.minibatches() == []
+    assert len(fake.full()) == 2  # the baseline and the trial
+    assert fake.full()[1] != fake.full()[0]
+    assert outcome.usage.calls == before.calls + 20
+    assert outcome.best_score == max(quality_mean(o) for o in fake.full())
+    # With 19 left not even that fits: the baseline is the result.
+    short = Fake()
+    budget = Budget(max_lm_calls=before.calls + 19)
+    kept = await runner(short, PromptModel(), params, seed=seed, budget=budget).run()
+    assert (kept.status, kept.details["trials"], len(short.full())) == ("completed", 0, 1)
+
+
+@pytest.mark.unit
 async def test_same_seed_same_calls_and_a_recorded_run_replays_without_calls() -> None:
     log, first, first_lm = InMemoryCallLog(), Fake(), PromptModel()
     done = await runner(first, first_lm, log=log).run()

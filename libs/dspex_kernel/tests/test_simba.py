@@ -216,15 +216,16 @@ async def test_simba_samples_builds_races_and_keeps_the_best_valset_score() -> N
 
 
 @pytest.mark.unit
-async def test_simba_races_candidates_unless_told_not_to() -> None:
-    raced, full = Fake(), Fake()
-    await run(raced, PromptModel(), {"final_candidates": 0})
-    await run(full, PromptModel(), {"race": False, "final_candidates": 0})
+async def test_simba_races_candidates_on_the_minibatch_only_when_asked() -> None:
+    default, raced, unraced = Fake(), Fake(), Fake()
+    await run(default, PromptModel(), {"final_candidates": 0})
+    await run(raced, PromptModel(), {"race_minibatch": True, "final_candidates": 0})
+    await run(unraced, PromptModel(), {"race": False, "final_candidates": 0})
 
     def candidate_batches(fake: Fake) -> set[int]:
         return {len(c[2]) for c in fake.calls if c[1] == "train" and not c[3]}
 
-    assert candidate_batches(full) == {SMALL["bsize"]}
+    assert candidate_batches(default) == candidate_batches(unraced) == {SMALL["bsize"]}
     assert candidate_batches(raced) == {2, 4}  # a quarter, a quarter, then the half
 
 
@@ -283,7 +284,13 @@ async def test_simba_replays_to_the_same_outcome_without_new_calls() -> None:
 @pytest.mark.unit
 @pytest.mark.parametrize(
     "params",
-    [{"bsize": 0}, {"race": "yes"}, {"temperature_for_sampling": 0}, {"prompt_model": ""}],
+    [
+        {"bsize": 0},
+        {"race": "yes"},
+        {"race_minibatch": 1},
+        {"temperature_for_sampling": 0},
+        {"prompt_model": ""},
+    ],
 )
 async def test_simba_rejects_bad_params(params: dict[str, Any]) -> None:
     outcome = await run(Fake(), PromptModel(), {**params, "max_demos": 0})

@@ -1,15 +1,20 @@
 """``beacon``: Bayesian search over the program's whole variable space with Optuna's TPE
 (ask-and-tell), each trial first scored on a fresh seeded minibatch of the valset and only
-the promising ones on the full valset.
+the promising ones on the full valset: those among the best minibatch scores so far that
+also do at least as well there as the best full evaluation so far did on the same
+examples (known without a call).
 
 Params: ``n_trials`` (16: asks of the sampler), ``minibatch_size`` (8; 0 or at least the
 valset size: every trial goes straight to the full valset) and ``keep_fraction`` (0.5: a
 trial goes on to the full valset when its minibatch score lies within the top
 ``keep_fraction`` of the minibatch scores seen so far, itself included, or ties the best).
 The sampler is told the full-valset score of a trial that got one, else its minibatch
-score. A configuration suggested again is told its earlier score without new calls. The
-sampler's seed is drawn from ``ctx.rng``, so the same seed and the same answers give the
-same asks, which is what a replay needs."""
+score. A configuration suggested again is told its earlier score without new calls. Under a
+call budget an evaluation starts only if it still fits (at the most LM calls per example
+seen so far): the trials stop at the first minibatch, or the first full evaluation of a
+promising trial, that would not, so the run ends with every full score it began instead of
+being cut off inside one. The sampler's seed is drawn from ``ctx.rng``, so the same seed
+and the same answers give the same asks, which is what a replay needs."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ._base import StrategyContext, StrategyResult
+from ._base import Evaluation, StrategyContext, StrategyResult
 from ._common import baseline_of, best_of
 from ._records import canonical
 
@@ -45,7 +50,12 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
     told: dict[str, float] = {}  # canonical assignment -> the score the sampler was told
     batch_scores: list[float] = []
     full: list[tuple[dict[str, Any], float]] = []
-    stopped = repeats = 0
+    stopped = repeats = trials = 0
+    cost = _Cost(ctx, baseline)
+    budget_stopped = False
+    # The best full evaluation so far, per example: a trial's minibatch is compared with
+    # it on the same examples, which costs no call.
+    incumbent = baseline
     for _ in range(n_trials):
         with _quiet():
             trial = study.ask()
@@ -53,30 +63,69 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
         key = canonical(assignment)
         if key in told:
             repeats += 1
-            score = told[key]
-        elif not early_stopping:
-            score = (await ctx.evaluate(assignment)).score
+            trials += 1
+            with _quiet():
+                study.tell(trial, told[key])
+            continue
+        if not cost.fits(minibatch if early_stopping else n_val):
+            budget_stopped = True  # the asked trial stays unanswered: the study ends here
+            break
+        trials += 1
+        if not early_stopping:
+            score = cost.seen(await ctx.evaluate(assignment)).score
             full.append((assignment, score))
         else:
             # A fresh draw per trial, so no single lucky batch decides every comparison.
             batch = sorted(ctx.rng.sample(range(n_val), minibatch))
-            score = (await ctx.evaluate(assignment, batch)).score
+            score = cost.seen(await ctx.evaluate(assignment, batch)).score
             batch_scores.append(score)
-            if _promising(batch_scores, keep_fraction):
-                score = (await ctx.evaluate(assignment)).score
-                full.append((assignment, score))
-            else:
+            if not _promising(batch_scores, keep_fraction) or score < _on(incumbent, batch):
                 stopped += 1
+            elif cost.fits(n_val):
+                evaluation = cost.seen(await ctx.evaluate(assignment))
+                score = evaluation.score
+                full.append((assignment, score))
+                if score > incumbent.score:
+                    incumbent = evaluation
+            else:
+                budget_stopped = True  # promising, but its full score would not fit
+                break
         told[key] = score
         with _quiet():
             study.tell(trial, score)
     details = {
-        "trials": n_trials,
+        "trials": trials,
         "full_evaluations": len(full),
         "stopped_early": stopped,
         "repeats": repeats,
+        "stopped_for_budget": int(budget_stopped),
     }
     return best_of(baseline, full, details)
+
+
+class _Cost:
+    """What an evaluation will cost under a call budget: the most LM calls per example seen
+    so far (a program's stages and retries), starting from the baseline's. The budget is
+    read between evaluations, when no call is in flight, so a replay decides alike."""
+
+    def __init__(self, ctx: StrategyContext, baseline: Evaluation) -> None:
+        self.ctx, self.per_example = ctx, 1.0
+        self.seen(baseline)
+
+    def seen(self, evaluation: Evaluation) -> Evaluation:
+        calls = evaluation.usage.calls / max(1, len(evaluation.outcomes))
+        self.per_example = max(self.per_example, calls)
+        return evaluation
+
+    def fits(self, examples: int) -> bool:
+        left = self.ctx.calls_left()
+        return left is None or left >= self.per_example * examples
+
+
+def _on(evaluation: Evaluation, indices: list[int]) -> float:
+    """The mean score of a full evaluation on some of its examples."""
+    scores = {o.index: o.score for o in evaluation.outcomes}
+    return sum(scores.get(i, 0.0) for i in indices) / len(indices)
 
 
 def _promising(scores: list[float], keep_fraction: float) -> bool:

@@ -15,7 +15,8 @@ fits after it (costs estimated from the baseline's LM calls per example), period
 evaluations only if a later one still fits too, leaders are not raced (the budget must
 hold their full evaluation anyway), and when trials must stop the leader gets its full
 evaluation, so the run ends completed with a verified best instead of being cut off with
-nothing but the baseline.
+nothing but the baseline. When no leader awaits and one full evaluation still fits but a
+trial plus a full evaluation does not, one last trial goes straight to the full valset.
 
 Params: ``auto`` ("light", "medium" or "heavy": n = 6, 12 or 18 candidates) sets
 ``num_candidates`` (n demo sets per stage, its current demos included),
@@ -242,9 +243,14 @@ class _Search:
         for t in range(1, p.trials + 1):
             # Under a call budget, a trial starts only if the leader's full evaluation still
             # fits after it: the run ends with a verified best, not cut off mid-search.
-            if not self._room(self._trial_cost() + self._full_cost()):
-                ctx.note(f"mipro: the LM-call budget leaves no room for trial {t}")
+            if not self._room(self._trial_cost() + self._leader_cost()):
                 self.budget_stopped = True
+                if self._leader() is None and self._room(self._full_cost()):
+                    # One full evaluation fits and no leader awaits it: the trial goes
+                    # straight to the full valset (a minibatch would only rank it alone).
+                    await self._direct_trial(t)
+                    break
+                ctx.note(f"mipro: the LM-call budget leaves no room for trial {t}")
                 break
             with _quiet():
                 trial = self.study.ask(self.distributions)
@@ -259,7 +265,7 @@ class _Search:
             self.trials_run = t
             ctx.note(f"mipro: trial {t}/{p.trials} scored {score:.3f}")
             periodic = t % p.full_eval_steps == 0 and self._room(
-                self._trial_cost() + 2 * self._full_cost()
+                self._trial_cost() + self._full_cost() + self._leader_cost()
             )
             if self.minibatch and (periodic or t == p.trials):
                 await self._score_leader()
@@ -285,6 +291,20 @@ class _Search:
                     params=params, distributions=self.distributions, value=full
                 )
             )
+
+    async def _direct_trial(self, t: int) -> None:
+        with _quiet():
+            trial = self.study.ask(self.distributions)
+        key = tuple(int(trial.params[path]) for path, _ in self.dims)
+        score = await self._on_full(key)
+        with _quiet():
+            self.study.tell(trial, score)
+        self.trials_run = t
+        self.ctx.note(f"mipro: trial {t} (the last the budget allows) scored {score:.3f}")
+
+    def _leader_cost(self) -> float:
+        """Calls to keep for the leader's full evaluation (none when trials are full)."""
+        return self._full_cost() if self.minibatch else 0.0
 
     def _room(self, calls: float) -> bool:
         left = self.ctx.calls_left()

@@ -12,18 +12,21 @@ candidates are scored on the same mini-batch and join the pool; the best is the 
 winner. At the end, the best winners are compared on the trainset too (final selection).
 
 Differences from DSPy, for economy and durability: identical candidates are scored once;
-candidates race on the mini-batch (successive halving: all on a quarter of it, the better
-half on the next quarter, the better half of those on the rest); each step's winner is
-scored on the valset as it comes (after a race against the best so far on half of it), so
-a run ended by a budget still returns the best so far; the final selection compares only
-the ``final_candidates`` best winners by valset score, on the valset plus the training
-examples their demos did not come from. Sampling temperatures replace DSPy's rollout ids:
-the first is the program's own, the rest spread over [0.5, 1.0] (within the program's
-temperature variable, if it has one).
+each step's winner is scored on the valset as it comes (after a race against the best so
+far on half of it: ``race``), so a run ended by a budget still returns the best so far;
+the final selection compares only the ``final_candidates`` best winners by valset score,
+on the valset plus the training examples their demos did not come from. Candidates may
+also race on the mini-batch (``race_minibatch``: successive halving, all on a quarter of
+it, the better half on the next quarter, the better half of those on the rest), which
+saves about a third of their calls but decides on a few examples: on math_qa over five
+seeds it cost 7 points of held-out score, so it is off unless asked for. Sampling
+temperatures replace DSPy's rollout ids: the first is the program's own, the rest spread
+over [0.5, 1.0] (within the program's temperature variable, if it has one).
 
 Params: ``bsize`` (32), ``num_candidates`` (6), ``max_steps`` (8), ``max_demos`` (4),
 ``temperature_for_sampling`` (0.2), ``temperature_for_candidates`` (0.2), ``race`` (true),
-``demo_input_field_maxlen`` (100000), ``final_candidates`` (3) and ``prompt_model``
+``race_minibatch`` (false), ``demo_input_field_maxlen`` (100000), ``final_candidates`` (3)
+and ``prompt_model``
 (the program's model)."""
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class _Settings:
     t_sampling: float
     t_candidates: float
     race: bool
+    race_minibatch: bool
     demo_maxlen: int
     final_k: int
 
@@ -81,6 +85,7 @@ def _settings(ctx: StrategyContext) -> _Settings:
         t_sampling=ctx.float_param("temperature_for_sampling", 0.2, low=1e-3, high=100.0),
         t_candidates=ctx.float_param("temperature_for_candidates", 0.2, low=1e-3, high=100.0),
         race=ctx.bool_param("race", True),
+        race_minibatch=ctx.bool_param("race_minibatch", False),
         demo_maxlen=ctx.int_param("demo_input_field_maxlen", 100_000, low=1),
         final_k=ctx.int_param("final_candidates", 3),
     )
@@ -263,7 +268,8 @@ class _Search:
         if not distinct:
             return None
         keys = list(distinct)
-        rounds = _race_rounds(batch) if self.s.race and len(keys) > 1 else [list(batch)]
+        racing_on = self.s.race_minibatch and len(keys) > 1
+        rounds = _race_rounds(batch) if racing_on else [list(batch)]
         scores: dict[str, list[float]] = {k: [] for k in keys}
         racing = keys
         for n, part in enumerate(rounds):
