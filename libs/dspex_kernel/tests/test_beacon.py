@@ -74,9 +74,15 @@ class Fake:
     evaluation costs one LM call per example, ``cot_calls`` with chain of thought."""
 
     def __init__(
-        self, score: Score = peaked, *, crash_at: int | None = None, cot_calls: int = 1
+        self,
+        score: Score = peaked,
+        *,
+        crash_at: int | None = None,
+        cot_calls: int = 1,
+        per_example: Callable[[Mapping[str, Any], int], float] | None = None,
     ) -> None:
         self.score, self.crash_at, self.cot_calls = score, crash_at, cot_calls
+        self.per_example = per_example  # when set, example scores vary and ``score`` is unused
         self.calls: list[tuple[int, dict[str, Any], Split, tuple[int, ...]]] = []
 
     async def __call__(
@@ -90,8 +96,15 @@ class Fake:
         self.calls.append((call, dict(overrides), split, indices))
         if call == self.crash_at:
             raise Crash()
-        score = self.score(overrides, split, indices)
-        outcomes = tuple(ExampleOutcome(i, score, {"a": i}) for i in indices)
+        if self.per_example is not None:
+            each = [self.per_example(overrides, i) for i in indices]
+            outcomes = tuple(
+                ExampleOutcome(i, x, {"a": i}) for i, x in zip(indices, each, strict=True)
+            )
+            score = sum(each) / len(each)
+        else:
+            score = self.score(overrides, split, indices)
+            outcomes = tuple(ExampleOutcome(i, score, {"a": i}) for i in indices)
         per_example = self.cot_calls if overrides.get("module") == "chain_of_thought" else 1
         usage = Usage(per_example * len(indices))
         return Evaluation(call, dict(overrides), split, indices, score, outcomes, usage)
@@ -194,6 +207,42 @@ async def test_keep_fraction_zero_keeps_only_trials_that_tie_the_best() -> None:
         incumbent = max(incumbent, peaked(overrides)) if went_on else incumbent
 
 
+def right_on_even(overrides: Mapping[str, Any], index: int) -> float:
+    """The baseline gets the even examples right and the odd ones wrong (0.5 in all); any
+    other configuration scores 0.6 on every example (better in all)."""
+    if overrides:
+        return 0.6
+    return 1.0 if index % 2 == 0 else 0.0
+
+
+@pytest.mark.unit
+async def test_a_trial_goes_on_only_if_it_matches_the_best_full_score_on_its_own_examples() -> None:
+    went_on = set()
+    for seed in range(12):
+        fake = Fake(per_example=right_on_even)
+        params = {"n_trials": 1, "minibatch_size": 5}
+        outcome = await runner(fake, seed=seed, params=params).run()
+        ((_, batch),) = fake.minibatches()
+        # Beating the baseline's 0.5 overall is not enough: the baseline's score on the
+        # trial's own five examples is the bar.
+        bar = sum(right_on_even({}, i) for i in batch) / len(batch)
+        goes_on = len(fake.full()) == 2
+        assert goes_on == (bar <= 0.6), (batch, bar)
+        assert outcome.details["stopped_early"] == int(not goes_on)
+        went_on.add(goes_on)
+    assert went_on == {True, False}  # both cases were met
+
+
+@pytest.mark.unit
+async def test_an_evaluation_that_fits_the_budget_exactly_runs() -> None:
+    # The baseline (20), a minibatch (8), then a full evaluation (20): exactly 48.
+    fake = Fake()
+    outcome = await runner(fake, budget=Budget(max_lm_calls=48)).run()
+    assert outcome.status == "completed"
+    assert (outcome.usage.calls, len(fake.full()), outcome.details["trials"]) == (48, 2, 1)
+    assert outcome.details["stopped_for_budget"] == 1
+
+
 @pytest.mark.unit
 async def test_conditional_variables_are_suggested_only_when_their_condition_holds() -> None:
     variables = [
@@ -260,7 +309,8 @@ async def test_the_cost_of_a_trial_is_learned_from_the_calls_it_made() -> None:
     budget = Budget(max_lm_calls=160)
     outcome = await runner(fake, variables=cot_only, params=params, budget=budget).run()
     assert (outcome.status, outcome.details["stopped_for_budget"]) == ("completed", 1)
-    assert (outcome.details["trials"], outcome.details["full_evaluations"]) == (2, 1)
+    assert (outcome.details["trials"], outcome.details["full_evaluations"]) == (1, 1)
+    assert len(fake.minibatches()) == 2  # the second trial's ran; the sampler was not told
     assert outcome.usage.calls == 20 + (24 + 60) + 24
 
 

@@ -450,7 +450,7 @@ async def test_under_a_call_budget_trials_stop_in_time_to_score_the_leader() -> 
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("seed", [4, 5, 6])
+@pytest.mark.parametrize("seed", range(8))
 async def test_when_only_one_full_evaluation_fits_the_trial_goes_straight_to_it(seed: int) -> None:
     # A trial needs a minibatch (5) and then the leader's full evaluation (20). With 24
     # calls left after the proposals, only one full evaluation fits and no leader awaits
@@ -461,7 +461,9 @@ async def test_when_only_one_full_evaluation_fits_the_trial_goes_straight_to_it(
     budget = Budget(max_lm_calls=before.calls + 24)
     outcome = await runner(fake, PromptModel(), params, seed=seed, budget=budget).run()
     assert (outcome.status, outcome.stop_reason) == ("completed", "finished")
-    assert (outcome.details["trials"], outcome.details["stopped_for_budget"]) == (1, 1)
+    # (A suggestion of the baseline, whose full score is known, is told it at no cost.)
+    assert outcome.details["trials"] >= 1
+    assert outcome.details["stopped_for_budget"] == 1
     assert fake.minibatches() == []
     assert len(fake.full()) == 2  # the baseline and the trial
     assert fake.full()[1] != fake.full()[0]

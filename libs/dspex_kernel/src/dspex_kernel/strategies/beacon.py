@@ -5,15 +5,19 @@ also do at least as well there as the best full evaluation so far did on the sam
 examples (known without a call).
 
 Params: ``n_trials`` (16: asks of the sampler), ``minibatch_size`` (8; 0 or at least the
-valset size: every trial goes straight to the full valset) and ``keep_fraction`` (0.5: a
-trial goes on to the full valset when its minibatch score lies within the top
-``keep_fraction`` of the minibatch scores seen so far, itself included, or ties the best).
+valset size: every trial goes straight to the full valset) and ``keep_fraction`` (0.5: to
+go on to the full valset, a trial's minibatch score must lie within the top
+``keep_fraction`` of the minibatch scores seen so far, itself included, or tie the best,
+besides matching the best full evaluation on the same examples).
 The sampler is told the full-valset score of a trial that got one, else its minibatch
 score. A configuration suggested again is told its earlier score without new calls. Under a
 call budget an evaluation starts only if it still fits (at the most LM calls per example
 seen so far): the trials stop at the first minibatch, or the first full evaluation of a
 promising trial, that would not, so the run ends with every full score it began instead of
-being cut off inside one. The sampler's seed is drawn from ``ctx.rng``, so the same seed
+being cut off inside one. The first evaluation of a configuration dearer than any seen
+before (say chain of thought after a one-call baseline) can still go over the budget: the
+runner then ends the run with the best so far. ``details["trials"]`` counts the trials
+whose score the sampler was told. The sampler's seed is drawn from ``ctx.rng``, so the same seed
 and the same answers give the same asks, which is what a replay needs."""
 
 from __future__ import annotations
@@ -70,7 +74,6 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
         if not cost.fits(minibatch if early_stopping else n_val):
             budget_stopped = True  # the asked trial stays unanswered: the study ends here
             break
-        trials += 1
         if not early_stopping:
             score = cost.seen(await ctx.evaluate(assignment)).score
             full.append((assignment, score))
@@ -93,6 +96,7 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
         told[key] = score
         with _quiet():
             study.tell(trial, score)
+        trials += 1
     details = {
         "trials": trials,
         "full_evaluations": len(full),

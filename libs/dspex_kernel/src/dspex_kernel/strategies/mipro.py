@@ -10,13 +10,16 @@ score on half the valset and, if it holds up there, is scored on the full valset
 baseline (candidate 0 everywhere) enters the study with its full score.
 A configuration's score on an example is never asked for twice: minibatches reuse what
 earlier minibatches and full evaluations of it already scored. Under a ``max_lm_calls``
-budget the search is anytime: a trial starts only if the leader's full evaluation still
-fits after it (costs estimated from the baseline's LM calls per example), periodic full
+budget the search is anytime: a trial starts only if it still fits, with the leader's full
+evaluation after it when trials are minibatches (costs estimated from the baseline's LM
+calls per example), periodic full
 evaluations only if a later one still fits too, leaders are not raced (the budget must
 hold their full evaluation anyway), and when trials must stop the leader gets its full
 evaluation, so the run ends completed with a verified best instead of being cut off with
 nothing but the baseline. When no leader awaits and one full evaluation still fits but a
-trial plus a full evaluation does not, one last trial goes straight to the full valset.
+trial plus a full evaluation does not, one last trial goes straight to the full valset (a
+configuration suggested there that already has a full score is told it, and the sampler
+asked again, within the trials left).
 
 Params: ``auto`` ("light", "medium" or "heavy": n = 6, 12 or 18 candidates) sets
 ``num_candidates`` (n demo sets per stage, its current demos included),
@@ -293,14 +296,21 @@ class _Search:
             )
 
     async def _direct_trial(self, t: int) -> None:
-        with _quiet():
-            trial = self.study.ask(self.distributions)
-        key = tuple(int(trial.params[path]) for path, _ in self.dims)
-        score = await self._on_full(key)
-        with _quiet():
-            self.study.tell(trial, score)
-        self.trials_run = t
-        self.ctx.note(f"mipro: trial {t} (the last the budget allows) scored {score:.3f}")
+        """Trial ``t`` on the full valset, the last one: suggestions that already have a
+        full score (the baseline's, a raced leader's) are told it without a call, and the
+        sampler is asked again while trials are left."""
+        for n in range(t, self.p.trials + 1):
+            with _quiet():
+                trial = self.study.ask(self.distributions)
+            key = tuple(int(trial.params[path]) for path, _ in self.dims)
+            known = key in self.full
+            score = await self._on_full(key)
+            with _quiet():
+                self.study.tell(trial, score)
+            self.trials_run = n
+            if not known:
+                self.ctx.note(f"mipro: trial {n} (the last the budget allows) scored {score:.3f}")
+                return
 
     def _leader_cost(self) -> float:
         """Calls to keep for the leader's full evaluation (none when trials are full)."""

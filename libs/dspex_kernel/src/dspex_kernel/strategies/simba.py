@@ -260,8 +260,8 @@ class _Search:
     async def _score_candidates(
         self, candidates: Sequence[dict[str, Any]], batch: Sequence[int]
     ) -> int | None:
-        """Score the distinct candidates on the batch (racing by successive halving), add
-        them to the pool and return the winner's position."""
+        """Score the distinct candidates on the batch (racing by successive halving with
+        ``race_minibatch``), add them to the pool and return the winner's position."""
         distinct: dict[str, dict[str, Any]] = {}
         for overrides in candidates:
             distinct.setdefault(canonical(overrides), overrides)
