@@ -104,7 +104,8 @@ class Fake:
                 ExampleOutcome(i, float(right), {"a": answer}, None, trace if want_traces else ())
             )
         score = sum(o.score for o in outcomes) / len(outcomes)
-        return Evaluation(call, dict(overrides), split, indices, score, tuple(outcomes), Usage(1))
+        usage = Usage(len(indices))  # one LM call per example
+        return Evaluation(call, dict(overrides), split, indices, score, tuple(outcomes), usage)
 
     def full_val(self) -> list[dict[str, Any]]:
         return [c[0] for c in self.calls if c[1] == "val" and c[2] == tuple(range(len(VAL)))]
@@ -264,10 +265,37 @@ async def test_simba_skips_a_rule_it_cannot_parse() -> None:
 
 @pytest.mark.unit
 async def test_simba_budget_ends_the_run_with_the_best_so_far() -> None:
+    # Too small for the first step: the run ends completed with the baseline.
     fake = Fake()
-    outcome = await run(fake, PromptModel(), budget=Budget(max_lm_calls=12))
-    assert (outcome.status, outcome.stop_reason) == ("budget_exhausted", "max_lm_calls")
-    assert outcome.best_score == pytest.approx(max(quality(o) for o in fake.full_val()))
+    outcome = await run(fake, PromptModel(), budget=Budget(max_lm_calls=40))
+    assert (outcome.status, outcome.details["steps"]) == ("completed", 0)
+    assert outcome.details["stopped_for_budget"] == 1
+    assert outcome.usage.calls == len(VAL)
+    assert outcome.best_score == pytest.approx(quality({}))
+
+
+@pytest.mark.unit
+async def test_under_a_call_budget_simba_takes_only_the_steps_that_fit() -> None:
+    unlimited = await run(Fake(), PromptModel())
+    assert (unlimited.details["steps"], unlimited.details["stopped_for_budget"]) == (4, 0)
+    spent = unlimited.usage.calls
+    for budget in (spent // 2, spent - 1):
+        fake, log = Fake(), InMemoryCallLog()
+        outcome = await run(fake, PromptModel(), log=log, budget=Budget(max_lm_calls=budget))
+        assert (outcome.status, outcome.stop_reason) == ("completed", "finished")
+        assert outcome.usage.calls <= budget
+        assert outcome.details["stopped_for_budget"] == 1
+        # A step or the final selection was left out, never cut off inside.
+        assert outcome.details["steps"] < 4 or "finalists" not in outcome.details
+        assert outcome.best_score == pytest.approx(max(quality(o) for o in fake.full_val()))
+        # The budget is read between steps: a replay decides alike, without a call.
+        again, lm = Fake(), PromptModel()
+        replayed = await run(again, lm, log=log, budget=Budget(max_lm_calls=budget))
+        assert (again.calls, lm.requests) == ([], [])
+        assert (replayed.best_overrides, replayed.details) == (
+            outcome.best_overrides,
+            outcome.details,
+        )
 
 
 @pytest.mark.unit

@@ -1,14 +1,15 @@
 """``beacon``: Bayesian search over the program's whole variable space with Optuna's TPE
 (ask-and-tell), each trial first scored on a fresh seeded minibatch of the valset and only
 the promising ones on the full valset: those among the best minibatch scores so far that
-also do at least as well there as the best full evaluation so far did on the same
-examples (known without a call).
+are also not clearly worse there than the best full evaluation so far on the same examples
+(known without a call; "clearly" is by more than one standard error of the paired
+differences, the bar racing uses everywhere).
 
 Params: ``n_trials`` (16: asks of the sampler), ``minibatch_size`` (8; 0 or at least the
 valset size: every trial goes straight to the full valset) and ``keep_fraction`` (0.5: to
 go on to the full valset, a trial's minibatch score must lie within the top
 ``keep_fraction`` of the minibatch scores seen so far, itself included, or tie the best,
-besides matching the best full evaluation on the same examples).
+besides not being clearly worse than the best full evaluation on the same examples).
 The sampler is told the full-valset score of a trial that got one, else its minibatch
 score. A configuration suggested again is told its earlier score without new calls. Under a
 call budget an evaluation starts only if it still fits (at the most LM calls per example
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._base import Evaluation, StrategyContext, StrategyResult
 from ._common import baseline_of, best_of
+from ._racing import clearly_worse
 from ._records import canonical
 
 if TYPE_CHECKING:
@@ -80,9 +82,12 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
         else:
             # A fresh draw per trial, so no single lucky batch decides every comparison.
             batch = sorted(ctx.rng.sample(range(n_val), minibatch))
-            score = cost.seen(await ctx.evaluate(assignment, batch)).score
+            trial_batch = cost.seen(await ctx.evaluate(assignment, batch))
+            score = trial_batch.score
             batch_scores.append(score)
-            if not _promising(batch_scores, keep_fraction) or score < _on(incumbent, batch):
+            if not _promising(batch_scores, keep_fraction) or clearly_worse(
+                trial_batch, incumbent, batch
+            ):
                 stopped += 1
             elif cost.fits(n_val):
                 evaluation = cost.seen(await ctx.evaluate(assignment))
@@ -124,12 +129,6 @@ class _Cost:
     def fits(self, examples: int) -> bool:
         left = self.ctx.calls_left()
         return left is None or left >= self.per_example * examples
-
-
-def _on(evaluation: Evaluation, indices: list[int]) -> float:
-    """The mean score of a full evaluation on some of its examples."""
-    scores = {o.index: o.score for o in evaluation.outcomes}
-    return sum(scores.get(i, 0.0) for i in indices) / len(indices)
 
 
 def _promising(scores: list[float], keep_fraction: float) -> bool:

@@ -15,7 +15,10 @@ Differences from DSPy, for economy and durability: identical candidates are scor
 each step's winner is scored on the valset as it comes (after a race against the best so
 far on half of it: ``race``), so a run ended by a budget still returns the best so far;
 the final selection compares only the ``final_candidates`` best winners by valset score,
-on the valset plus the training examples their demos did not come from. Candidates may
+on the valset plus the training examples their demos did not come from. Under a call
+budget a step starts only if its dearest case still fits (at the most LM calls per example
+seen so far), and the final selection only if it fits too, so a budgeted run ends
+completed with its best verified valset score instead of being cut off inside a step. Candidates may
 also race on the mini-batch (``race_minibatch``: successive halving, all on a quarter of
 it, the better half on the next quarter, the better half of those on the rest), which
 saves about a third of their calls but decides on a few examples: on math_qa over five
@@ -100,12 +103,20 @@ async def simba(ctx: StrategyContext) -> StrategyResult:
     search = _Search(ctx, s, Moves(ctx, stages, s.max_demos, s.demo_maxlen))
     search.pool.append(_Program({}))
     search.record_full({}, baseline)
+    search.seen(baseline)
+    steps = 0
     for step in range(s.max_steps):
+        if not search.fits(search.step_cost()):
+            ctx.note(f"simba: the LM-call budget leaves no room for step {step + 1}")
+            search.budget_stopped = True
+            break
         await search.step(step)
+        steps += 1
     pairs = [(search.pool[i].overrides, score) for i, score in search.winners]
     chosen = await search.final_selection(s.final_k, stages)
     details = {
-        "steps": s.max_steps,
+        "steps": steps,
+        "stopped_for_budget": int(search.budget_stopped),
         "programs": len(search.pool),
         "winners": [score for _, score in search.winners],
         "winners_stopped_early": search.stopped_early,
@@ -130,6 +141,28 @@ class _Search:
         ctx.rng.shuffle(self.order)
         self.cursor = 0
         self.temperatures = sampling_temperatures(ctx.spec, s.num_candidates)
+        self.per_example = 1.0  # the most LM calls per example seen (stages, retries)
+        self.budget_stopped = False
+
+    def seen(self, evaluation: Evaluation) -> Evaluation:
+        calls = evaluation.usage.calls / max(1, len(evaluation.outcomes))
+        self.per_example = max(self.per_example, calls)
+        return evaluation
+
+    def fits(self, calls: float) -> bool:
+        """Whether ``calls`` more LM calls fit the run's budget (read between steps, when
+        no call is in flight, so a replay decides alike)."""
+        left = self.ctx.calls_left()
+        return left is None or left >= calls
+
+    def step_cost(self) -> float:
+        """The most a step can cost: trajectories and candidates on the batch, the winner's
+        valset score (half of it first when racing, then all), and one rule per candidate."""
+        batch = min(self.s.bsize, len(self.order))
+        candidates = self.s.num_candidates + 1
+        valset = len(self.ctx.valset) * (1.5 if self.s.race else 1.0)
+        examples = batch * (len(self.temperatures) + candidates) + valset
+        return self.per_example * examples + candidates
 
     async def step(self, step: int) -> None:
         batch = self._next_batch()
@@ -168,9 +201,13 @@ class _Search:
         )[:k]
         if k < 2 or len(ranked) < 2:
             return None
-        self.ctx.note(f"simba: final selection among {len(ranked)} programs on the trainset")
         programs = [dict(evaluation.overrides) for _, evaluation in ranked]
         subsets = [_unseen(self.ctx.trainset, p, self.ctx.spec, stages) for p in programs]
+        if not self.fits(self.per_example * sum(len(subset) for subset in subsets)):
+            self.ctx.note("simba: the LM-call budget leaves no room for the final selection")
+            self.budget_stopped = True
+            return None
+        self.ctx.note(f"simba: final selection among {len(ranked)} programs on the trainset")
         on_train = await asyncio.gather(
             *(
                 self.ctx.evaluate(p, subset, split="train")
@@ -252,6 +289,7 @@ class _Search:
         )
         rows: list[list[ExampleOutcome]] = [[] for _ in batch]
         for key, evaluation in zip(keys, evaluations, strict=True):
+            self.seen(evaluation)
             by_index = {o.index: o for o in evaluation.outcomes}
             for position in groups[key]:
                 rows[position].append(by_index[batch[position]])
@@ -277,6 +315,7 @@ class _Search:
                 *(self.ctx.evaluate(distinct[k], part, split="train") for k in racing)
             )
             for k, evaluation in zip(racing, evaluations, strict=True):
+                self.seen(evaluation)
                 scores[k].extend(o.score for o in evaluation.outcomes)
             if n + 1 < len(rounds):
                 racing = _better_half(racing, scores)
