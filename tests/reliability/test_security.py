@@ -145,9 +145,6 @@ def _lm(sim_api_base: str) -> dict[str, Any]:
     return {"lm_api_base": sim_api_base, "lm_prices": PRICES, "lm_model": "openai/sim-base"}
 
 
-_serve = serve_started
-
-
 @pytest.fixture
 async def bus(
     server: NatsServer,
@@ -189,7 +186,7 @@ async def bus(
     tasks: list[asyncio.Task[None]] = []
     try:
         for service, app in apps:
-            tasks.append(await _serve(service, app))
+            tasks.append(await serve_started(service, app))
             result.services[service.settings.service_name] = service
         yield result
     finally:

@@ -17,11 +17,12 @@ from dspex_contracts import ExecuteCompleted, subjects
 from dspex_runtime import ServiceRuntime
 from dspex_runtime.testing.fixtures import nats_server, nats_server_module  # noqa: F401
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started, stop_serving
 
 # Test modules import the helpers beside this file (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).parent))
 
-from runtime_helpers import Bus, Echo, Running, echo_settings, start_service, stop_service
+from runtime_helpers import Bus, Echo, Running, echo_settings
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:  # noqa: F811
 async def running(nats_server: NatsServer, bus: Bus) -> AsyncIterator[Running]:  # noqa: F811
     echo = Echo(ServiceRuntime(echo_settings(nats_server)))
     echo.register()
-    task = await start_service(echo.runtime)
+    task = await serve_started(echo.runtime)
     async with aiohttp.ClientSession() as http:
         yield Running(echo, bus, http, f"http://127.0.0.1:{echo.runtime.http_port}")
-    await stop_service(echo.runtime, task)
+    await stop_serving(echo.runtime, task)

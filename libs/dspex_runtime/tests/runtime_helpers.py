@@ -23,7 +23,6 @@ from dspex_contracts import (
 )
 from dspex_runtime import DeadLetter, Delivery, ServiceRuntime, ServiceSettings
 from dspex_runtime.testing.nats import NatsServer
-from dspex_runtime.testing.serving import serve_started
 
 DURABLE = "echo"
 WAIT_S = 20.0  # upper bound for anything to happen; tests pass as soon as it does
@@ -182,12 +181,3 @@ class Running:
     bus: Bus
     http: aiohttp.ClientSession
     base_url: str
-
-
-start_service = serve_started
-
-
-async def stop_service(runtime: ServiceRuntime, task: asyncio.Task[None]) -> None:
-    assert runtime.http_server is not None
-    runtime.http_server.should_exit = True
-    await asyncio.wait_for(task, WAIT_S)

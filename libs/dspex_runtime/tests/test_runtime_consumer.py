@@ -13,13 +13,12 @@ from runtime_helpers import (
     Running,
     echo_settings,
     request,
-    start_service,
-    stop_service,
 )
 
 from dspex_contracts import DeadLettered
 from dspex_runtime import ServiceRuntime
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started, stop_serving
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +173,7 @@ async def test_replicas_share_one_durable_consumer(nats_server: NatsServer, bus:
     tasks = []
     for replica in replicas:
         replica.register()
-        tasks.append(await start_service(replica.runtime))
+        tasks.append(await serve_started(replica.runtime))
     try:
         # One message each, at once: only possible when both replicas pull from the consumer.
         pair = [request("gather", n=2) for _ in range(2)]
@@ -190,7 +189,7 @@ async def test_replicas_share_one_durable_consumer(nats_server: NatsServer, bus:
         await bus.settled()
     finally:
         for replica, task in zip(replicas, tasks, strict=True):
-            await stop_service(replica.runtime, task)
+            await stop_serving(replica.runtime, task)
 
     assert gate.peak == 2
     handled = replicas[0].attempts + replicas[1].attempts

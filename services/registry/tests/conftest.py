@@ -27,6 +27,7 @@ from dspex_registry.domain import RegistryStore
 from dspex_runtime.registry_client import RegistryClient
 from dspex_runtime.testing.fixtures import nats_server, nats_server_module  # noqa: F401
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started, stop_serving
 
 # Test modules import the helpers beside this file (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,8 +37,6 @@ from registry_helpers import (
     Bus,
     registry_settings,
     sqlite_url,
-    start,
-    stop,
     unique_schema,
 )
 
@@ -138,11 +137,11 @@ async def registry(
 ) -> AsyncIterator[RegistryClient]:
     """The registry service on SQLite (migrated at start), and a client of its reads."""
     service, app = create_app(registry_settings(nats_server, sqlite_url(tmp_path / "reg.db")))
-    task = await start(service, app)
+    task = await serve_started(service, app)
     client = RegistryClient(bus.nc, timeout_s=10.0)
     await client.start()
     try:
         yield client
     finally:
         await client.close()
-        await stop(service, task)
+        await stop_serving(service, task)

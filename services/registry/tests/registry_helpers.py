@@ -37,7 +37,6 @@ from dspex_contracts import (
 )
 from dspex_registry import RegistrySettings
 from dspex_runtime.testing.nats import NatsServer
-from dspex_runtime.testing.serving import serve_started, stop_serving
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 REPO = Path(__file__).resolve().parents[3]
@@ -68,10 +67,6 @@ async def eventually(check: Callable[[], Any], what: str, timeout_s: float = WAI
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
-
-
-# The registry tests' names for the shared in-process serving helpers.
-start, stop = serve_started, stop_serving
 
 
 def registry_settings(server: NatsServer, database_url: str, **extra: Any) -> RegistrySettings:

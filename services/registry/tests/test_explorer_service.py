@@ -24,8 +24,6 @@ from registry_helpers import (
     registry_settings,
     scored,
     sqlite_url,
-    start,
-    stop,
 )
 
 from dspex_contracts import PauseRun, RunStatus, subjects
@@ -34,6 +32,7 @@ from dspex_registry.adapters.db import SqlRegistryStore
 from dspex_registry.adapters.engine import make_engine
 from dspex_runtime.service import ServiceRuntime
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started, stop_serving
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +50,7 @@ class Registry:
 async def registry(server: NatsServer, tmp_path: Path, **settings: Any) -> AsyncIterator[Registry]:
     url = sqlite_url(tmp_path / "registry.db")
     service, app = create_app(registry_settings(server, url, **settings))
-    task = await start(service, app)
+    task = await serve_started(service, app)
     reader = SqlRegistryStore(make_engine(url))
     base_url = f"http://127.0.0.1:{service.http_port}"
     try:
@@ -59,7 +58,7 @@ async def registry(server: NatsServer, tmp_path: Path, **settings: Any) -> Async
             yield Registry(service, http, reader)
     finally:
         await reader.close()
-        await stop(service, task)
+        await stop_serving(service, task)
 
 
 async def recorded(store: SqlRegistryStore, run_id: str, evaluations: int) -> bool:

@@ -18,8 +18,6 @@ from registry_helpers import (
     registered,
     registry_settings,
     sqlite_url,
-    start,
-    stop,
 )
 
 from dspex_contracts import (
@@ -35,6 +33,7 @@ from dspex_kernel_service import KernelSettings
 from dspex_kernel_service import create_app as create_kernel
 from dspex_registry import create_app as create_registry
 from dspex_runtime.testing.nats import NatsServer
+from dspex_runtime.testing.serving import serve_started, stop_serving
 from dspex_simlm import PRICES
 from dspex_simlm.testing import SimLMProcess
 
@@ -70,13 +69,13 @@ async def stack(
     )
     assert kernel_settings.programs_dir is None
     kernel, kernel_app = create_kernel(kernel_settings)
-    registry_task = await start(registry, registry_app)
-    kernel_task = await start(kernel, kernel_app)
+    registry_task = await serve_started(registry, registry_app)
+    kernel_task = await serve_started(kernel, kernel_app)
     try:
         yield bus
     finally:
-        await stop(kernel, kernel_task)
-        await stop(registry, registry_task)
+        await stop_serving(kernel, kernel_task)
+        await stop_serving(registry, registry_task)
 
 
 async def call(nc: Client, name: str) -> ExecuteCompleted | ExecuteFailed:

@@ -1,5 +1,5 @@
-"""Helpers the strategies share: the baseline, choosing the best scored candidate, and the
-range of sampling temperatures a program allows."""
+"""Helpers the strategies share: the baseline, choosing the best scored candidate, planning
+evaluations under a call budget, and the range of sampling temperatures a program allows."""
 
 from __future__ import annotations
 
@@ -28,6 +28,31 @@ def best_of(
         if score > best[1]:
             best = (overrides, score)
     return StrategyResult(dict(best[0]), best[1], dict(details or {}))
+
+
+class CallPlan:
+    """What evaluations cost under a ``max_lm_calls`` budget: the most LM calls per example
+    seen (a program's stages and retries), starting from the baseline's, against the calls
+    left. Read it only between calls (no call in flight), so that a replay, which answers
+    the same evaluations with the same usage, decides alike."""
+
+    def __init__(self, ctx: StrategyContext, baseline: Evaluation) -> None:
+        self.ctx, self.per_example = ctx, 1.0
+        self.seen(baseline)
+
+    def seen(self, evaluation: Evaluation) -> Evaluation:
+        """Learn from an evaluation's usage; returns it."""
+        calls = evaluation.usage.calls / max(1, len(evaluation.outcomes))
+        self.per_example = max(self.per_example, calls)
+        return evaluation
+
+    def cost(self, examples: float) -> float:
+        return self.per_example * examples
+
+    def fits(self, calls: float) -> bool:
+        """Whether ``calls`` more LM calls fit (always, without a call budget)."""
+        left = self.ctx.calls_left()
+        return left is None or left >= calls
 
 
 def temperature_range(spec: ProgramSpec) -> tuple[float, float]:

@@ -18,8 +18,8 @@ promising trial, that would not, so the run ends with every full score it began 
 being cut off inside one. The first evaluation of a configuration dearer than any seen
 before (say chain of thought after a one-call baseline) can still go over the budget: the
 runner then ends the run with the best so far. ``details["trials"]`` counts the trials
-whose score the sampler was told. The sampler's seed is drawn from ``ctx.rng``, so the same seed
-and the same answers give the same asks, which is what a replay needs."""
+whose score the sampler was told. The sampler's seed is drawn from ``ctx.rng``, so the same
+seed and the same answers give the same asks, which is what a replay needs."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ._base import Evaluation, StrategyContext, StrategyResult
-from ._common import baseline_of, best_of
+from ._base import StrategyContext, StrategyResult
+from ._common import CallPlan, baseline_of, best_of
 from ._racing import clearly_worse
 from ._records import canonical
 
@@ -57,7 +57,7 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
     batch_scores: list[float] = []
     full: list[tuple[dict[str, Any], float]] = []
     stopped = repeats = trials = 0
-    cost = _Cost(ctx, baseline)
+    plan = CallPlan(ctx, baseline)
     budget_stopped = False
     # The best full evaluation so far, per example: a trial's minibatch is compared with
     # it on the same examples, which costs no call.
@@ -73,24 +73,24 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
             with _quiet():
                 study.tell(trial, told[key])
             continue
-        if not cost.fits(minibatch if early_stopping else n_val):
+        if not plan.fits(plan.cost(minibatch if early_stopping else n_val)):
             budget_stopped = True  # the asked trial stays unanswered: the study ends here
             break
         if not early_stopping:
-            score = cost.seen(await ctx.evaluate(assignment)).score
+            score = plan.seen(await ctx.evaluate(assignment)).score
             full.append((assignment, score))
         else:
             # A fresh draw per trial, so no single lucky batch decides every comparison.
             batch = sorted(ctx.rng.sample(range(n_val), minibatch))
-            trial_batch = cost.seen(await ctx.evaluate(assignment, batch))
+            trial_batch = plan.seen(await ctx.evaluate(assignment, batch))
             score = trial_batch.score
             batch_scores.append(score)
             if not _promising(batch_scores, keep_fraction) or clearly_worse(
                 trial_batch, incumbent, batch
             ):
                 stopped += 1
-            elif cost.fits(n_val):
-                evaluation = cost.seen(await ctx.evaluate(assignment))
+            elif plan.fits(plan.cost(n_val)):
+                evaluation = plan.seen(await ctx.evaluate(assignment))
                 score = evaluation.score
                 full.append((assignment, score))
                 if score > incumbent.score:
@@ -110,25 +110,6 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
         "stopped_for_budget": int(budget_stopped),
     }
     return best_of(baseline, full, details)
-
-
-class _Cost:
-    """What an evaluation will cost under a call budget: the most LM calls per example seen
-    so far (a program's stages and retries), starting from the baseline's. The budget is
-    read between evaluations, when no call is in flight, so a replay decides alike."""
-
-    def __init__(self, ctx: StrategyContext, baseline: Evaluation) -> None:
-        self.ctx, self.per_example = ctx, 1.0
-        self.seen(baseline)
-
-    def seen(self, evaluation: Evaluation) -> Evaluation:
-        calls = evaluation.usage.calls / max(1, len(evaluation.outcomes))
-        self.per_example = max(self.per_example, calls)
-        return evaluation
-
-    def fits(self, examples: int) -> bool:
-        left = self.ctx.calls_left()
-        return left is None or left >= self.per_example * examples
 
 
 def _promising(scores: list[float], keep_fraction: float) -> bool:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import plan
 from ._base import Evaluation, StrategyContext, StrategyParamsError, StrategyResult
-from ._common import baseline_of, best_of
+from ._common import CallPlan, baseline_of, best_of
 from ._demos import DemoStage, demo_stages
 from ._instructions import ProposalStage, propose, summarize_data
 from ._prompting import prompt_model
@@ -224,8 +224,7 @@ class _Search:
         self.reused_batches = self.reused_examples = 0
         self.trials_run = 0
         self.budget_stopped = False
-        # LM calls per example (the program's stages, retries): what a trial will cost.
-        self.per_example = max(1.0, baseline.usage.calls / max(1, len(baseline.outcomes)))
+        self.plan = CallPlan(ctx, baseline)  # what a trial will cost, under a budget
         self.distributions = self._distributions()
         self.study = self._study(baseline.score)
 
@@ -255,9 +254,7 @@ class _Search:
                     break
                 ctx.note(f"mipro: the LM-call budget leaves no room for trial {t}")
                 break
-            with _quiet():
-                trial = self.study.ask(self.distributions)
-            key = tuple(int(trial.params[path]) for path, _ in self.dims)
+            trial, key = self._ask()
             if self.minibatch:
                 batch = sorted(ctx.rng.sample(range(len(ctx.valset)), self.minibatch))
                 score = await self._on_batch(key, batch)
@@ -300,9 +297,7 @@ class _Search:
         full score (the baseline's, a raced leader's) are told it without a call, and the
         sampler is asked again while trials are left."""
         for n in range(t, self.p.trials + 1):
-            with _quiet():
-                trial = self.study.ask(self.distributions)
-            key = tuple(int(trial.params[path]) for path, _ in self.dims)
+            trial, key = self._ask()
             known = key in self.full
             score = await self._on_full(key)
             with _quiet():
@@ -312,19 +307,24 @@ class _Search:
                 self.ctx.note(f"mipro: trial {n} (the last the budget allows) scored {score:.3f}")
                 return
 
+    def _ask(self) -> tuple[optuna.trial.Trial, Key]:
+        """The sampler's next trial and its option index per dimension."""
+        with _quiet():
+            trial = self.study.ask(self.distributions)
+        return trial, tuple(int(trial.params[path]) for path, _ in self.dims)
+
     def _leader_cost(self) -> float:
         """Calls to keep for the leader's full evaluation (none when trials are full)."""
         return self._full_cost() if self.minibatch else 0.0
 
     def _room(self, calls: float) -> bool:
-        left = self.ctx.calls_left()
-        return left is None or left >= calls
+        return self.plan.fits(calls)
 
     def _full_cost(self) -> float:
-        return self.per_example * len(self.ctx.valset)
+        return self.plan.cost(len(self.ctx.valset))
 
     def _trial_cost(self) -> float:
-        return self.per_example * (self.minibatch or len(self.ctx.valset))
+        return self.plan.cost(self.minibatch or len(self.ctx.valset))
 
     async def _on_batch(self, key: Key, batch: Sequence[int]) -> float:
         seen = self.known.setdefault(key, {})

@@ -18,19 +18,18 @@ the final selection compares only the ``final_candidates`` best winners by valse
 on the valset plus the training examples their demos did not come from. Under a call
 budget a step starts only if its dearest case still fits (at the most LM calls per example
 seen so far), and the final selection only if it fits too, so a budgeted run ends
-completed with its best verified valset score instead of being cut off inside a step. Candidates may
-also race on the mini-batch (``race_minibatch``: successive halving, all on a quarter of
-it, the better half on the next quarter, the better half of those on the rest), which
-saves about a third of their calls but decides on a few examples: on math_qa over five
-seeds it cost 7 points of held-out score, so it is off unless asked for. Sampling
+completed with its best verified valset score instead of being cut off inside a step.
+Candidates may also race on the mini-batch (``race_minibatch``: successive halving, all on
+a quarter of it, the better half on the next quarter, the better half of those on the
+rest), which saves about a third of their calls but decides on a few examples: on math_qa
+over five seeds it cost 7 points of held-out score, so it is off unless asked for. Sampling
 temperatures replace DSPy's rollout ids: the first is the program's own, the rest spread
 over [0.5, 1.0] (within the program's temperature variable, if it has one).
 
 Params: ``bsize`` (32), ``num_candidates`` (6), ``max_steps`` (8), ``max_demos`` (4),
 ``temperature_for_sampling`` (0.2), ``temperature_for_candidates`` (0.2), ``race`` (true),
 ``race_minibatch`` (false), ``demo_input_field_maxlen`` (100000), ``final_candidates`` (3)
-and ``prompt_model``
-(the program's model)."""
+and ``prompt_model`` (the program's model)."""
 
 from __future__ import annotations
 
@@ -48,7 +47,7 @@ from ._base import (
     StrategyContext,
     StrategyResult,
 )
-from ._common import baseline_of, best_of
+from ._common import CallPlan, baseline_of, best_of
 from ._demos import DemoStage, demo_stages
 from ._racing import challenge
 from ._records import canonical
@@ -100,13 +99,10 @@ async def simba(ctx: StrategyContext) -> StrategyResult:
     stages = demo_stages(ctx.spec)
     if not stages or s.max_steps == 0 or not ctx.trainset:
         return best_of(baseline, [], {"steps": 0})
-    search = _Search(ctx, s, Moves(ctx, stages, s.max_demos, s.demo_maxlen))
-    search.pool.append(_Program({}))
-    search.record_full({}, baseline)
-    search.seen(baseline)
+    search = _Search(ctx, s, Moves(ctx, stages, s.max_demos, s.demo_maxlen), baseline)
     steps = 0
     for step in range(s.max_steps):
-        if not search.fits(search.step_cost()):
+        if not search.plan.fits(search.step_cost()):
             ctx.note(f"simba: the LM-call budget leaves no room for step {step + 1}")
             search.budget_stopped = True
             break
@@ -130,7 +126,9 @@ async def simba(ctx: StrategyContext) -> StrategyResult:
 
 
 class _Search:
-    def __init__(self, ctx: StrategyContext, s: _Settings, moves: Moves) -> None:
+    def __init__(
+        self, ctx: StrategyContext, s: _Settings, moves: Moves, baseline: Evaluation
+    ) -> None:
         self.ctx, self.s, self.moves = ctx, s, moves
         self.pool: list[_Program] = []
         self.index: dict[str, int] = {}  # canonical overrides -> pool position
@@ -141,19 +139,10 @@ class _Search:
         ctx.rng.shuffle(self.order)
         self.cursor = 0
         self.temperatures = sampling_temperatures(ctx.spec, s.num_candidates)
-        self.per_example = 1.0  # the most LM calls per example seen (stages, retries)
+        self.plan = CallPlan(ctx, baseline)
         self.budget_stopped = False
-
-    def seen(self, evaluation: Evaluation) -> Evaluation:
-        calls = evaluation.usage.calls / max(1, len(evaluation.outcomes))
-        self.per_example = max(self.per_example, calls)
-        return evaluation
-
-    def fits(self, calls: float) -> bool:
-        """Whether ``calls`` more LM calls fit the run's budget (read between steps, when
-        no call is in flight, so a replay decides alike)."""
-        left = self.ctx.calls_left()
-        return left is None or left >= calls
+        self.pool.append(_Program({}))
+        self.record_full({}, baseline)
 
     def step_cost(self) -> float:
         """The most a step can cost: trajectories and candidates on the batch, the winner's
@@ -161,8 +150,7 @@ class _Search:
         batch = min(self.s.bsize, len(self.order))
         candidates = self.s.num_candidates + 1
         valset = len(self.ctx.valset) * (1.5 if self.s.race else 1.0)
-        examples = batch * (len(self.temperatures) + candidates) + valset
-        return self.per_example * examples + candidates
+        return self.plan.cost(batch * (len(self.temperatures) + candidates) + valset) + candidates
 
     async def step(self, step: int) -> None:
         batch = self._next_batch()
@@ -203,7 +191,7 @@ class _Search:
             return None
         programs = [dict(evaluation.overrides) for _, evaluation in ranked]
         subsets = [_unseen(self.ctx.trainset, p, self.ctx.spec, stages) for p in programs]
-        if not self.fits(self.per_example * sum(len(subset) for subset in subsets)):
+        if not self.plan.fits(self.plan.cost(sum(len(subset) for subset in subsets))):
             self.ctx.note("simba: the LM-call budget leaves no room for the final selection")
             self.budget_stopped = True
             return None
@@ -289,7 +277,7 @@ class _Search:
         )
         rows: list[list[ExampleOutcome]] = [[] for _ in batch]
         for key, evaluation in zip(keys, evaluations, strict=True):
-            self.seen(evaluation)
+            self.plan.seen(evaluation)
             by_index = {o.index: o for o in evaluation.outcomes}
             for position in groups[key]:
                 rows[position].append(by_index[batch[position]])
@@ -315,7 +303,7 @@ class _Search:
                 *(self.ctx.evaluate(distinct[k], part, split="train") for k in racing)
             )
             for k, evaluation in zip(racing, evaluations, strict=True):
-                self.seen(evaluation)
+                self.plan.seen(evaluation)
                 scores[k].extend(o.score for o in evaluation.outcomes)
             if n + 1 < len(rounds):
                 racing = _better_half(racing, scores)
