@@ -299,6 +299,29 @@ async def test_under_a_call_budget_simba_takes_only_the_steps_that_fit() -> None
 
 
 @pytest.mark.unit
+async def test_a_tight_call_budget_buys_smaller_steps_not_fewer() -> None:
+    unlimited = await run(Fake(), PromptModel())
+    assert (unlimited.details["steps"], unlimited.details["bsize"]) == (4, SMALL["bsize"])
+    fake = Fake()
+    budget = unlimited.usage.calls * 2 // 3
+    outcome = await run(fake, PromptModel(), budget=Budget(max_lm_calls=budget))
+    assert outcome.status == "completed"
+    assert outcome.usage.calls <= budget
+    bsize = outcome.details["bsize"]
+    assert SMALL["num_candidates"] + 1 <= bsize < SMALL["bsize"]
+    assert outcome.details["steps"] == SMALL["max_steps"]
+    trajectories = [c[2] for c in fake.calls if c[1] == "train" and c[3]]
+    candidates = [c[2] for c in fake.calls if c[1] == "train" and not c[3]]
+    assert trajectories
+    assert max(len(indices) for indices in trajectories) <= bsize
+    assert sum(len(indices) == bsize for indices in candidates) >= SMALL["max_steps"]
+    # Below one example per candidate the batch shrinks no further: fewer steps instead.
+    floor = await run(Fake(), PromptModel(), budget=Budget(max_lm_calls=budget // 3))
+    assert floor.details["bsize"] == SMALL["num_candidates"] + 1
+    assert floor.details["steps"] < SMALL["max_steps"]
+
+
+@pytest.mark.unit
 async def test_simba_replays_to_the_same_outcome_without_new_calls() -> None:
     log = InMemoryCallLog()
     done = await run(Fake(), PromptModel(), log=log)
