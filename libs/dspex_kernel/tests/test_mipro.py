@@ -32,7 +32,7 @@ from dspex_kernel.cache import InMemoryLRUCache
 from dspex_kernel.strategies import Split, StrategyContext, StrategyParamsError
 from dspex_kernel.strategies._instructions import TIPS
 from dspex_kernel.strategies.mipro import mipro
-from dspex_kernel.testing import chat_reply, requested_fields
+from dspex_kernel.testing import Coverage, chat_reply, requested_evaluations, requested_fields
 
 ORIGINAL = "Answer the question."
 SPEC_DATA: dict[str, Any] = {
@@ -74,6 +74,7 @@ class Fake:
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
+        self.coverage, self.completes = Coverage({"train": len(TRAIN), "val": len(VAL)}), []
 
     async def __call__(
         self,
@@ -84,6 +85,7 @@ class Fake:
         want_traces: bool,
     ) -> Evaluation:
         self.calls.append((dict(overrides), split, indices))
+        self.completes.append(self.coverage.add(overrides, split, indices))
         outcomes = tuple(self._outcome(overrides, split, i, want_traces) for i in indices)
         score = sum(o.score for o in outcomes) / len(outcomes)
         # One LM call per example scored, as the program has one stage.
@@ -109,10 +111,16 @@ class Fake:
         return [c for c in self.calls if c[1] == "val"]
 
     def full(self) -> list[dict[str, Any]]:
-        return [c[0] for c in self.val() if c[2] == tuple(range(len(VAL)))]
+        """The configurations scored on the full valset, in order."""
+        return [
+            c[0]
+            for c, done in zip(self.calls, self.completes, strict=True)
+            if done and c[1] == "val"
+        ]
 
     def minibatches(self) -> list[Call]:
-        return [c for c in self.val() if c[2] != tuple(range(len(VAL)))]
+        pairs = zip(self.calls, self.completes, strict=True)
+        return [c for c, done in pairs if not done and c[1] == "val"]
 
 
 class PromptModel:
@@ -578,12 +586,12 @@ async def test_mipro_on_math_qa_is_reproducible(sim_lm: str, example_dir: Path) 
 
 @pytest.mark.unit
 async def test_a_leader_races_the_best_full_score_on_half_the_valset() -> None:
-    fake = Fake()
+    fake, log = Fake(), InMemoryCallLog()
     params = {"num_trials": 12, "minibatch_full_eval_steps": 2}
-    outcome = await runner(fake, PromptModel(), params).run()
+    outcome = await runner(fake, PromptModel(), params, log=log).run()
     assert outcome.status == "completed"
     half = tuple(range(len(VAL) // 2))
-    screened = [c[0] for c in fake.val() if c[2] == half]
+    screened = [c[0] for c in await requested_evaluations(log) if c[2] == half]
     full = fake.full()[1:]  # after the baseline
     details = outcome.details
     assert len(screened) == details["full_evaluations"] + details["full_evaluations_stopped_early"]

@@ -38,6 +38,7 @@ from dspex_kernel.optimize import (
     lm_response_to_record,
 )
 from dspex_kernel.strategies import Split, Strategy
+from dspex_kernel.strategies._run_types import PortFailed
 from dspex_kernel.testing import ScriptedLM, chat_reply
 
 pytestmark = pytest.mark.unit
@@ -169,15 +170,20 @@ async def test_baseline_is_call_zero_and_the_strategy_result_wins() -> None:
 
     outcome = await runner(sweep, InMemoryCallLog(), ev, on_progress=on_progress).run()
     assert ev.calls[0] == (0, {}, "val", tuple(range(6)))
+    # Call 5 asks again for k=40, which call 2 scored: only the examples that failed there
+    # (every third) go to the backend again.
     assert [c[0] for c in ev.calls] == list(range(7))
+    assert ev.calls[5] == (5, {"k": 40}, "val", (0, 3))
     assert outcome.status == "completed"
     assert outcome.stop_reason == "finished"
     assert (outcome.best_overrides, outcome.best_score, outcome.best_call) == ({"k": 40}, 0.4, 2)
     assert outcome.baseline_score == 0.1
     assert outcome.evaluations == 7
     assert outcome.error is None
-    assert outcome.usage == sum((Usage(6, 2, 42, 12, 0.1 * 6 + 0.2),) * 7, Usage())
-    assert (outcome.lm_calls, outcome.cached_calls) == (42, 14)
+    usage = outcome.usage
+    assert (usage.calls, usage.cached_calls, usage.prompt_tokens) == (38, 12, 266)
+    assert (usage.completion_tokens, usage.cost_usd) == (76, pytest.approx(6 * 0.8 + 0.4))
+    assert (outcome.lm_calls, outcome.cached_calls) == (38, 12)
     assert [p.evaluations for p in progress] == list(range(1, 8))
     assert progress[-1].best_call == 2
     assert progress[-1].best_score == 0.4
@@ -589,3 +595,113 @@ def same_result(a: RunOutcome, b: RunOutcome) -> bool:
         "best_call",
     )
     return all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
+# -- no example evaluated twice for the same candidate in a run --------------------------------
+async def test_an_evaluation_sends_only_the_examples_the_run_has_not_scored() -> None:
+    seen: list[Evaluation] = []
+
+    async def halves(ctx: StrategyContext) -> StrategyResult:
+        seen.append(await ctx.evaluate({"k": 50}, [1, 2]))
+        seen.append(await ctx.evaluate({"k": 50}))  # 1 and 2 known; 0 and 3 failed before
+        seen.append(await ctx.evaluate({"k": 50}, [4, 2, 5]))  # all known
+        seen.append(await ctx.evaluate({"k": 50}, [1], split="train"))  # another split
+        return StrategyResult({"k": 50}, seen[1].score)
+
+    ev = FakeEvaluate()
+    outcome = await runner(halves, InMemoryCallLog(), ev).run()
+    sent = [(c[0], c[3]) for c in ev.calls]
+    assert sent == [(0, tuple(range(6))), (1, (1, 2)), (2, (0, 3, 4, 5)), (4, (1,))]
+    full = seen[1]
+    assert full.indices == tuple(range(6))
+    assert [o.index for o in full.outcomes] == list(range(6))
+    assert full.score == pytest.approx(0.5)
+    assert full.usage == Usage(4, 1, 28, 8, pytest.approx(0.6))  # what was sent, no more
+    assert [o.index for o in seen[2].outcomes] == [4, 2, 5]
+    assert (seen[2].usage, seen[2].score) == (Usage(), pytest.approx(0.5))
+    assert outcome.best_call == 2  # the composed evaluation is a full-valset score
+    assert outcome.evaluations == 5
+
+
+async def test_traces_are_reused_only_where_they_were_asked_for() -> None:
+    seen: list[Evaluation] = []
+
+    async def traced(ctx: StrategyContext) -> StrategyResult:
+        seen.append(await ctx.evaluate({"k": 50}, [1], split="train"))
+        seen.append(await ctx.evaluate({"k": 50}, [1, 2], split="train", want_traces=True))
+        seen.append(await ctx.evaluate({"k": 50}, [1, 2], split="train"))
+        return StrategyResult({}, 0.0)
+
+    ev = FakeEvaluate()
+    await runner(traced, InMemoryCallLog(), ev).run()
+    assert [(c[0], c[3]) for c in ev.calls[1:]] == [(1, (1,)), (2, (1, 2))]
+    assert all(o.trace for o in seen[1].outcomes)
+    assert seen[2].usage == Usage()
+    assert [o.trace for o in seen[2].outcomes] == [(), ()]  # dropped: not asked for
+
+
+async def test_reuse_follows_call_numbers_not_timing() -> None:
+    async def together(ctx: StrategyContext) -> StrategyResult:
+        # Call 1 answers last, yet call 2 (same candidate) waits for it and reuses it.
+        await asyncio.gather(ctx.evaluate({"k": 50}, [1, 2]), ctx.evaluate({"k": 50}, [2, 4]))
+        # A call made but awaited only after a later one is not waited for (no deadlock).
+        first = ctx.evaluate({"k": 60}, [1])
+        await ctx.evaluate({"k": 60}, [1, 2])
+        await first
+        return StrategyResult({}, 0.0)
+
+    sent = []
+    for delays in ({1: 0.05}, {2: 0.05}, {}):
+        log, ev = InMemoryCallLog(), FakeEvaluate(delays=delays)
+        outcome = await runner(together, log, ev).run()
+        assert outcome.status == "completed"
+        sent.append(sorted((c[0], c[3]) for c in ev.calls[1:]))
+        # A replay composes alike, from the log alone.
+        again = FakeEvaluate()
+        replayed = await runner(together, log, again).run()
+        assert (again.calls, replayed.usage) == ([], outcome.usage)
+    assert sent[0] == sent[1] == sent[2] == [(1, (1, 2)), (2, (4,)), (3, (1,)), (4, (1, 2))]
+
+
+async def overlapping(ctx: StrategyContext) -> StrategyResult:
+    """Two concurrent evaluations of one candidate whose examples overlap."""
+    await asyncio.gather(ctx.evaluate({"k": 50}, [1, 2]), ctx.evaluate({"k": 50}, [1, 2, 4, 5]))
+    return StrategyResult({}, 0.0)
+
+
+@pytest.mark.parametrize("crash_at", [1, 2])
+async def test_a_crashed_run_resumes_sending_what_the_calm_run_sent(crash_at: int) -> None:
+    calm = FakeEvaluate()
+    await runner(overlapping, InMemoryCallLog(), calm).run()
+    assert [(c[0], c[3]) for c in calm.calls[1:]] == [(1, (1, 2)), (2, (4, 5))]
+    log, first = InMemoryCallLog(), FakeEvaluate(crash_at=crash_at)
+    with pytest.raises(Crash):
+        await runner(overlapping, log, first).run()
+    # Call 2 waits for call 1: when call 1 dies, call 2 sends nothing rather than all four.
+    assert [c[0] for c in first.calls] == list(range(crash_at + 1))
+    resumed = FakeEvaluate()
+    outcome = await runner(overlapping, log, resumed).run()
+    assert outcome.status == "completed"
+    assert [(c[0], c[3]) for c in resumed.calls] == [
+        (c[0], c[3]) for c in calm.calls if c[0] >= crash_at
+    ]
+
+
+async def test_a_call_whose_source_failed_fails_too() -> None:
+    async def strategy(ctx: StrategyContext) -> StrategyResult:
+        first = ctx.evaluate({"k": 50}, [1, 2])
+        second = ctx.evaluate({"k": 50}, [1, 2, 4])
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        assert isinstance(results[0], PortFailed)  # the backend's failure, as the runner says
+        assert isinstance(results[1], RuntimeError)
+        assert "call 1 failed" in str(results[1])
+        return StrategyResult({}, 0.0)
+
+    def fail(call: int) -> None:
+        if call == 1:
+            raise ValueError("the backend broke")
+
+    ev = FakeEvaluate(on_call=fail)
+    outcome = await runner(strategy, InMemoryCallLog(), ev).run()
+    assert outcome.status == "completed", outcome.error
+    assert [c[0] for c in ev.calls] == [0, 1]  # call 2 sent nothing

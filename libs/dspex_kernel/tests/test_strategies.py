@@ -31,6 +31,7 @@ from dspex_kernel import (
 )
 from dspex_kernel.cache import InMemoryLRUCache
 from dspex_kernel.strategies import Split, StrategyParamsError
+from dspex_kernel.testing import Coverage
 
 SPEC_DATA: dict[str, Any] = {
     "name": "t",
@@ -56,6 +57,7 @@ class Fake:
     def __init__(self, val_score: Score, *, stages: tuple[str, ...] = ("s",)) -> None:
         self.val_score, self.stages = val_score, stages
         self.calls: list[tuple[dict[str, Any], Split, tuple[int, ...], bool]] = []
+        self.coverage, self.completes = Coverage({"train": len(TRAIN), "val": len(VAL)}), []
 
     async def __call__(
         self,
@@ -66,6 +68,7 @@ class Fake:
         want_traces: bool,
     ) -> Evaluation:
         self.calls.append((dict(overrides), split, indices, want_traces))
+        self.completes.append(self.coverage.add(overrides, split, indices))
         if split == "train":
             outcomes = tuple(self._trained(i, want_traces) for i in indices)
             score = sum(o.score for o in outcomes) / len(outcomes)
@@ -91,7 +94,8 @@ class Fake:
 
     @property
     def valset_calls(self) -> list[dict[str, Any]]:
-        return [c[0] for c in self.calls if c[1] == "val" and c[2] == tuple(range(len(VAL)))]
+        pairs = zip(self.calls, self.completes, strict=True)
+        return [c[0] for c, done in pairs if done and c[1] == "val"]
 
 
 async def never_lm(call: int, request: LMRequest) -> LMResponse:

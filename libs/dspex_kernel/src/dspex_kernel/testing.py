@@ -1,14 +1,19 @@
 """Test helpers for code built on the kernel: an in-memory scripted LM, builders for
-chat-format replies, and the contract tests every response-cache backend must pass."""
+chat-format replies, what a strategy asked of its evaluate backend (the examples sent are
+only those not scored before), and the contract tests every response-cache backend must
+pass."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .cache import ResponseCache, cache_key
 from .lm import LMRequest, LMResponse, Usage
+from .strategies._log import InMemoryCallLog
 
 _MARKER = re.compile(r"`\[\[ ## (\w+) ## \]\]`")
 
@@ -24,6 +29,37 @@ class ScriptedLM:
         self.requests.append(request)
         usage = Usage(calls=1, prompt_tokens=10, completion_tokens=5)
         return LMResponse(self.reply(request), request.model, usage)
+
+
+class Coverage:
+    """The examples an evaluate backend was sent per configuration and split. The runner
+    sends only those a configuration has not been scored on in the run, so the call that
+    completes a split is where the strategy asked for all of it (a full evaluation)."""
+
+    def __init__(self, sizes: Mapping[str, int]) -> None:
+        self.sizes = dict(sizes)
+        self._sent: dict[tuple[str, str], set[int]] = {}
+
+    def add(self, overrides: Mapping[str, Any], split: str, indices: Sequence[int]) -> bool:
+        """Record a call; whether it completes ``split`` for ``overrides``."""
+        key = (json.dumps(dict(overrides), sort_keys=True, default=str), split)
+        sent = self._sent.setdefault(key, set())
+        before = len(sent)
+        sent.update(indices)
+        return before < self.sizes[split] == len(sent)
+
+
+async def requested_evaluations(
+    log: InMemoryCallLog,
+) -> list[tuple[dict[str, Any], str, tuple[int, ...]]]:
+    """The evaluations a run asked for, in call order, as its log records them (overrides,
+    split, indices), whatever its backend was sent."""
+    out = []
+    for n in log.numbers():
+        record = await log.get(n)
+        if record is not None and record.get("kind") == "evaluate":
+            out.append((record["overrides"], record["split"], tuple(record["indices"])))
+    return out
 
 
 def requested_fields(request: LMRequest) -> list[str]:

@@ -63,7 +63,8 @@ class ExampleOutcome:
 @dataclass(frozen=True, slots=True)
 class Evaluation:
     """The answer to one ``evaluate`` call: per-example outcomes on ``split`` at
-    ``indices``, their mean ``score`` and what the LM calls cost."""
+    ``indices``, their mean ``score`` and what the LM calls cost. ``reused`` outcomes came
+    from the run's earlier calls of the same candidate and cost nothing here."""
 
     call: int
     overrides: Mapping[str, Any]
@@ -72,6 +73,7 @@ class Evaluation:
     score: float
     outcomes: tuple[ExampleOutcome, ...]
     usage: Usage = field(default_factory=Usage)
+    reused: int = 0
 
 
 class EvaluateFn(Protocol):

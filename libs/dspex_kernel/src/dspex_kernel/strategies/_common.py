@@ -41,9 +41,10 @@ class CallPlan:
         self.seen(baseline)
 
     def seen(self, evaluation: Evaluation) -> Evaluation:
-        """Learn from an evaluation's usage; returns it."""
-        calls = evaluation.usage.calls / max(1, len(evaluation.outcomes))
-        self.per_example = max(self.per_example, calls)
+        """Learn from an evaluation's usage (of the examples it sent); returns it."""
+        sent = len(evaluation.outcomes) - evaluation.reused
+        if sent > 0:
+            self.per_example = max(self.per_example, evaluation.usage.calls / sent)
         return evaluation
 
     def cost(self, examples: float) -> float:

@@ -1,9 +1,9 @@
 """Racing on the valset: a candidate is scored on the first half of the valset before it
 earns a full evaluation, and goes on only if it does well enough there against programs
-already scored on the same examples. The second pass over that half asks the LM exactly
-what the first asked, so the shared LM cache answers it: a finalist costs one valset of
-fresh calls, a candidate stopped early half of one. Full scores stay full-valset scores,
-comparable with the baseline."""
+already scored on the same examples. The runner answers the second pass over that half
+from the first (no example is evaluated twice for a candidate in a run): a finalist costs
+one valset of calls, a candidate stopped early half of one. Full scores stay full-valset
+scores, comparable with the baseline."""
 
 from __future__ import annotations
 

@@ -79,6 +79,7 @@ def evaluation_to_record(evaluation: Evaluation, *, want_traces: bool = False) -
         "score": evaluation.score,
         "usage": usage_to_record(evaluation.usage),
         "outcomes": outcomes,
+        "reused": evaluation.reused,
     }
 
 
@@ -101,6 +102,7 @@ def evaluation_from_record(record: Mapping[str, Any]) -> Evaluation:
         score=float(record["score"]),
         outcomes=outcomes,
         usage=usage_from_record(record.get("usage") or {}),
+        reused=int(record.get("reused", 0)),
     )
 
 

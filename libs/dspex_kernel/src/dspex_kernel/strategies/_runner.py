@@ -19,6 +19,7 @@ from ..program import ProgramSpec
 from ._base import (
     BudgetExhausted,
     Evaluation,
+    ExampleOutcome,
     Overrides,
     Split,
     Strategy,
@@ -64,6 +65,13 @@ class Runner:
     answer and reports progress. Wall time counts this runner's own session only, pauses
     excluded: a replayed run's budget starts afresh.
 
+    No example is evaluated twice for the same candidate in a run: an evaluate call first
+    waits for the earlier calls of the same overrides and split that the strategy has
+    started awaiting (in program order, so a replay reuses alike), takes the outcomes they
+    have (without errors; with traces when it wants them) and sends the backend only the
+    rest. Its usage, counted against the budget, is what it sent; a call with nothing left
+    to send makes no call at all, so neither pause nor budget holds it back.
+
     Failures: a strategy's own exception or a non-retryable DSPEx error (from a backend
     too) ends the run with status "failed" — a replay would fail the same way. Retryable
     DSPEx errors, and any other exception of the log, the backends, ``control`` or
@@ -102,6 +110,7 @@ class Runner:
         self._state = RunState()
         self._next_call = 0
         self._full_calls: dict[str, int] = {}  # canonical overrides -> first full-val call
+        self._answers: dict[tuple[str, Split], list[_Answer]] = {}  # evaluate calls by key
         self._callers: set[asyncio.Task[Any]] = set()
         self._main: asyncio.Task[Any] | None = None
 
@@ -175,31 +184,75 @@ class Runner:
         chosen = tuple(range(size)) if indices is None else tuple(int(i) for i in indices)
         if any(not 0 <= i < size for i in chosen):
             raise ValueError(f"indices must lie in [0, {size}) for split {split!r}")
-        return self._evaluate_call(n, dict(overrides), split, chosen, want_traces)
+        earlier = self._answers.setdefault((canonical(overrides), split), [])
+        answer = _Answer(n, want_traces, asyncio.get_running_loop().create_future())
+        call = self._evaluate_call(n, dict(overrides), split, chosen, answer, list(earlier))
+        earlier.append(answer)
+        return call
 
     def _lm(self, request: LMRequest) -> Coroutine[Any, Any, LMResponse]:
         return self._lm_call(self._take_number(), request)
 
     async def _evaluate_call(
-        self, n: int, overrides: dict[str, Any], split: Split, idx: tuple[int, ...], traces: bool
+        self,
+        n: int,
+        overrides: dict[str, Any],
+        split: Split,
+        idx: tuple[int, ...],
+        mine: _Answer,
+        earlier: Sequence[_Answer],
     ) -> Evaluation:
-        request = _json(evaluation_request(overrides, split, idx, traces))
-        with self._caller():
-            record = await port(self._log.get(n))
-            fresh = record is None
-            if record is None:
-                await self._admit()
-                answer = await port(self._evaluate_backend(n, overrides, split, idx, traces))
-                record = _json({**evaluation_to_record(answer), **request, "call": n})
-                await self._record(n, record)
-            else:
-                self._check_replay(n, record, request)
-            evaluation = evaluation_from_record(record)
-            self._account(evaluation.usage, fresh)
-            self._account_evaluation(evaluation)
+        # Before the first await: the earlier calls to reuse are those already started, so
+        # program order alone decides (whatever the log's or the backend's timing).
+        mine.started, traces = True, mine.traced
+        sources = [a for a in earlier if a.started and (a.traced or not traces)]
+        outcomes: tuple[ExampleOutcome, ...] | None = None
+        try:
+            request = _json(evaluation_request(overrides, split, idx, traces))
+            with self._caller():
+                record = await port(self._log.get(n))
+                fresh = record is None
+                if record is None:
+                    known = await _known(n, sources, set(idx), traces)
+                    answer = await self._answer(n, overrides, split, idx, traces, known)
+                    record = _json({**evaluation_to_record(answer), **request, "call": n})
+                    await self._record(n, record)
+                else:
+                    self._check_replay(n, record, request)
+                evaluation = evaluation_from_record(record)
+                outcomes = evaluation.outcomes
+                self._account(evaluation.usage, fresh)
+                self._account_evaluation(evaluation)
+        finally:
+            mine.done.set_result(outcomes)  # None: the call failed
         if fresh:
             await self._progress()
         return evaluation
+
+    async def _answer(
+        self,
+        n: int,
+        overrides: dict[str, Any],
+        split: Split,
+        idx: tuple[int, ...],
+        traces: bool,
+        known: Mapping[int, ExampleOutcome],
+    ) -> Evaluation:
+        """The backend's answer for the examples not ``known``, completed with those."""
+        missing = tuple(i for i in idx if i not in known)
+        if not known:
+            await self._admit()
+            return await port(self._evaluate_backend(n, overrides, split, idx, traces))
+        usage, by_index = Usage(), dict(known)
+        if missing:
+            await self._admit()
+            sent = await port(self._evaluate_backend(n, overrides, split, missing, traces))
+            usage = sent.usage
+            by_index.update((o.index, o) for o in sent.outcomes)
+        outcomes = tuple(by_index[i] for i in idx)
+        score = sum(o.score for o in outcomes) / len(outcomes)
+        reused = len(idx) - len(missing)
+        return Evaluation(n, overrides, split, idx, score, outcomes, usage, reused)
 
     async def _lm_call(self, n: int, request: LMRequest) -> LMResponse:
         key = cache_key(request)
@@ -330,6 +383,36 @@ class Runner:
             best_call=best_call,
             details=details,
         )
+
+
+@dataclasses.dataclass(slots=True)
+class _Answer:
+    """An evaluate call's outcomes, once it is answered, for later calls of the same
+    overrides and split. ``started``: the strategy awaits the call (its coroutine runs)."""
+
+    call: int
+    traced: bool
+    done: asyncio.Future[tuple[ExampleOutcome, ...] | None]
+    started: bool = False
+
+
+async def _known(
+    n: int, sources: Sequence[_Answer], wanted: set[int], traces: bool
+) -> dict[int, ExampleOutcome]:
+    """The outcomes of ``wanted`` examples that the ``sources`` (earlier calls, awaited)
+    have: the earliest call's, without errors, their traces dropped unless ``traces``.
+    A source that failed fails call ``n`` too: sending its examples instead would make
+    what call ``n`` sends depend on that failure, and a retry of the run, replaying the
+    source, would send something else under the same call number."""
+    known: dict[int, ExampleOutcome] = {}
+    for source in sources:
+        outcomes = await asyncio.shield(source.done)
+        if outcomes is None:
+            raise RuntimeError(f"call {source.call} failed; call {n} would reuse its answers")
+        for o in outcomes:
+            if o.index in wanted and o.error is None and o.index not in known:
+                known[o.index] = o if traces else dataclasses.replace(o, trace=())
+    return known
 
 
 def _json(record: Record) -> Record:

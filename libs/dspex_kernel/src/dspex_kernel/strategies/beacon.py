@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ._base import StrategyContext, StrategyResult
+from ._base import Evaluation, StrategyContext, StrategyResult
 from ._common import CallPlan, baseline_of, best_of
 from ._racing import clearly_worse
 from ._records import canonical
@@ -89,7 +89,7 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
                 trial_batch, incumbent, batch
             ):
                 stopped += 1
-            elif plan.fits(plan.cost(n_val)):
+            elif plan.fits(plan.cost(n_val - _answered(trial_batch))):
                 evaluation = plan.seen(await ctx.evaluate(assignment))
                 score = evaluation.score
                 full.append((assignment, score))
@@ -110,6 +110,12 @@ async def beacon(ctx: StrategyContext) -> StrategyResult:
         "stopped_for_budget": int(budget_stopped),
     }
     return best_of(baseline, full, details)
+
+
+def _answered(evaluation: Evaluation) -> int:
+    """Examples ``evaluation`` scored without an error: the runner does not ask for them
+    again when the same configuration is scored on the full valset."""
+    return sum(o.error is None for o in evaluation.outcomes)
 
 
 def _promising(scores: list[float], keep_fraction: float) -> bool:

@@ -11,15 +11,13 @@ baseline (candidate 0 everywhere) enters the study with its full score.
 A configuration's score on an example is never asked for twice: minibatches reuse what
 earlier minibatches and full evaluations of it already scored. Under a ``max_lm_calls``
 budget the search is anytime: a trial starts only if it still fits, with the leader's full
-evaluation after it when trials are minibatches (costs estimated from the baseline's LM
-calls per example), periodic full
-evaluations only if a later one still fits too, leaders are not raced (the budget must
-hold their full evaluation anyway), and when trials must stop the leader gets its full
-evaluation, so the run ends completed with a verified best instead of being cut off with
-nothing but the baseline. When no leader awaits and one full evaluation still fits but a
-trial plus a full evaluation does not, one last trial goes straight to the full valset (a
-configuration suggested there that already has a full score is told it, and the sampler
-asked again, within the trials left).
+evaluation after it when trials are minibatches (costs estimated from the most LM calls
+per example seen), periodic full evaluations only if a later one still fits too, and when
+trials must stop the leader gets its full evaluation, so the run ends completed with a
+verified best instead of being cut off with nothing but the baseline. When no leader
+awaits and one full evaluation still fits but a trial plus a full evaluation does not, one
+last trial goes straight to the full valset (a configuration suggested there that already
+has a full score is told it, and the sampler asked again, within the trials left).
 
 Params: ``auto`` ("light", "medium" or "heavy": n = 6, 12 or 18 candidates) sets
 ``num_candidates`` (n demo sets per stage, its current demos included),
@@ -280,10 +278,7 @@ class _Search:
         leader = self._leader()
         if leader is None:
             return
-        # Under a call budget the leader is not raced: racing saves calls when it loses,
-        # but the budget must hold the dearer case (half the valset, then all of it).
-        budgeted = self.ctx.calls_left() is not None
-        full = await self._on_full(leader, race=self.p.race and not budgeted)
+        full = await self._on_full(leader, race=self.p.race)
         params = {path: i for (path, _), i in zip(self.dims, leader, strict=True)}
         with _quiet():
             self.study.add_trial(
@@ -345,7 +340,7 @@ class _Search:
             return self.full[key]
         overrides = self._overrides(key)
         # The full valset, not just the unseen examples, so the runner sees a full score
-        # (an LM cache answers the examples already seen). Racing, the leader first meets
+        # (it answers the examples already scored itself). Racing, the leader first meets
         # the best full score on half the valset; stopped there, the study is told its
         # score on that half, and it is not a leader again.
         if race:

@@ -17,8 +17,9 @@ far on half of it: ``race``), so a run ended by a budget still returns the best 
 the final selection compares only the ``final_candidates`` best winners by valset score,
 on the valset plus the training examples their demos did not come from. Under a call
 budget too small for ``max_steps`` steps at ``bsize``, the mini-batches shrink (down to one
-example per candidate) until all the steps fit: on math_qa at half of DSPy's calls, eight
-steps of 11 examples scored 4.5 points of held-out score above four of 32 (five seeds).
+example per candidate) until all the steps fit: on math_qa at half of DSPy's calls, all
+eight steps on smaller batches scored 4.5 points of held-out score above four full ones
+(five seeds).
 A step then starts only if its dearest case still fits (at the most LM calls per example
 seen so far), and the final selection only if it fits too, so a budgeted run ends
 completed with its best verified valset score instead of being cut off inside a step.
@@ -164,10 +165,12 @@ class _Search:
 
     def step_cost(self) -> float:
         """The most a step can cost: trajectories and candidates on the batch, the winner's
-        valset score (half of it first when racing, then all), and one rule per candidate."""
+        valset score (racing: half of it, then the other half), and one rule per candidate.
+        An example that failed with an error is sent again, so LM errors can take a step
+        over by as many calls."""
         batch = self.bsize
         candidates = self.s.num_candidates + 1
-        valset = len(self.ctx.valset) * (1.5 if self.s.race else 1.0)
+        valset = len(self.ctx.valset)
         return self.plan.cost(batch * (len(self.temperatures) + candidates) + valset) + candidates
 
     async def step(self, step: int) -> None:
@@ -248,7 +251,7 @@ class _Search:
     async def _score_on_valset(self, overrides: dict[str, Any]) -> Evaluation | None:
         """The full-valset answer for ``overrides``. Racing, the candidate first meets the
         best program so far on the first half of the valset and goes on only if it does at
-        least as well there (the second pass over that half is answered by the LM cache)."""
+        least as well there (the runner answers the second pass over that half from the first)."""
         key = canonical(overrides)
         if key in self.full:
             return self.full[key]
