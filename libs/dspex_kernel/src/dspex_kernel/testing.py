@@ -6,7 +6,6 @@ pass."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from .cache import ResponseCache, cache_key
 from .lm import LMRequest, LMResponse, Usage
 from .strategies._log import InMemoryCallLog
+from .strategies._records import canonical
 
 _MARKER = re.compile(r"`\[\[ ## (\w+) ## \]\]`")
 
@@ -42,7 +42,7 @@ class Coverage:
 
     def add(self, overrides: Mapping[str, Any], split: str, indices: Sequence[int]) -> bool:
         """Record a call; whether it completes ``split`` for ``overrides``."""
-        key = (json.dumps(dict(overrides), sort_keys=True, default=str), split)
+        key = (canonical(overrides), split)
         sent = self._sent.setdefault(key, set())
         before = len(sent)
         sent.update(indices)

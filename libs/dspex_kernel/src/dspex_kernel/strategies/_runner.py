@@ -240,13 +240,12 @@ class Runner:
     ) -> Evaluation:
         """The backend's answer for the examples not ``known``, completed with those."""
         missing = tuple(i for i in idx if i not in known)
-        if not known:
-            await self._admit()
-            return await port(self._evaluate_backend(n, overrides, split, idx, traces))
         usage, by_index = Usage(), dict(known)
-        if missing:
+        if missing or not known:
             await self._admit()
             sent = await port(self._evaluate_backend(n, overrides, split, missing, traces))
+            if not known:
+                return sent  # nothing reused: the backend's own answer, as it was
             usage = sent.usage
             by_index.update((o.index, o) for o in sent.outcomes)
         outcomes = tuple(by_index[i] for i in idx)

@@ -8,16 +8,17 @@ trial, scored on a fresh minibatch of the valset; every few trials and at the en
 configuration with the best mean minibatch score and no full score yet races the best full
 score on half the valset and, if it holds up there, is scored on the full valset. The
 baseline (candidate 0 everywhere) enters the study with its full score.
-A configuration's score on an example is never asked for twice: minibatches reuse what
-earlier minibatches and full evaluations of it already scored. Under a ``max_lm_calls``
-budget the search is anytime: a trial starts only if it still fits, with the leader's full
-evaluation after it when trials are minibatches (costs estimated from the most LM calls
-per example seen), periodic full evaluations only if a later one still fits too, and when
-trials must stop the leader gets its full evaluation, so the run ends completed with a
-verified best instead of being cut off with nothing but the baseline. When no leader
-awaits and one full evaluation still fits but a trial plus a full evaluation does not, one
-last trial goes straight to the full valset (a configuration suggested there that already
-has a full score is told it, and the sampler asked again, within the trials left).
+A configuration's score on an example is never asked for twice: the runner answers
+minibatches and full evaluations from what earlier ones of it already scored. Under a
+``max_lm_calls`` budget the search is anytime: a trial starts only if it still fits, with
+the leader's full evaluation after it when trials are minibatches (costs estimated from
+the most LM calls per example seen), periodic full evaluations only if a later one still
+fits too, and when trials must stop the leader gets its full evaluation, so the run ends
+completed with a verified best instead of being cut off with nothing but the baseline.
+When no leader awaits and one full evaluation still fits but a trial plus a full
+evaluation does not, one last trial goes straight to the full valset (a configuration
+suggested there that already has a full score is told it, and the sampler asked again,
+within the trials left).
 
 Params: ``auto`` ("light", "medium" or "heavy": n = 6, 12 or 18 candidates) sets
 ``num_candidates`` (n demo sets per stage, its current demos included),
@@ -201,8 +202,8 @@ def _proposal_stage(
 
 
 class _Search:
-    """The TPE trials and their bookkeeping: per-example scores known per configuration,
-    minibatch scores per configuration, and full-valset scores."""
+    """The TPE trials and their bookkeeping: minibatch scores per configuration and
+    full-valset scores."""
 
     def __init__(
         self, ctx: StrategyContext, dims: Sequence[Dimension], baseline: Evaluation, p: _Plan
@@ -211,9 +212,6 @@ class _Search:
         n_val = len(ctx.valset)
         self.minibatch = p.minibatch if 0 < p.minibatch < n_val else 0
         base: Key = (0,) * len(dims)
-        self.known: dict[Key, dict[int, float]] = {
-            base: {o.index: o.score for o in baseline.outcomes}
-        }
         self.batch_scores: dict[Key, list[float]] = {}
         self.full: dict[Key, float] = {base: baseline.score}
         self.best_full = baseline
@@ -322,18 +320,11 @@ class _Search:
         return self.plan.cost(self.minibatch or len(self.ctx.valset))
 
     async def _on_batch(self, key: Key, batch: Sequence[int]) -> float:
-        seen = self.known.setdefault(key, {})
-        missing = [i for i in batch if i not in seen]
-        self.reused_examples += len(batch) - len(missing)
-        if missing:
-            evaluation = await self.ctx.evaluate(self._overrides(key), missing)
-            seen.update((o.index, o.score) for o in evaluation.outcomes)
-        else:
-            self.reused_batches += 1
-        scores = [seen.get(i, 0.0) for i in batch]
-        score = sum(scores) / len(scores)
-        self.batch_scores.setdefault(key, []).append(score)
-        return score
+        evaluation = await self.ctx.evaluate(self._overrides(key), batch)
+        self.reused_examples += evaluation.reused
+        self.reused_batches += evaluation.reused == len(batch)
+        self.batch_scores.setdefault(key, []).append(evaluation.score)
+        return evaluation.score
 
     async def _on_full(self, key: Key, *, race: bool = False) -> float:
         if key in self.full:
@@ -347,7 +338,6 @@ class _Search:
             evaluation, full = await challenge(self.ctx, overrides, self.best_full)
         else:
             evaluation, full = await self.ctx.evaluate(overrides), True
-        self.known.setdefault(key, {}).update((o.index, o.score) for o in evaluation.outcomes)
         self.full[key] = evaluation.score
         if not full:
             self.stopped_early += 1
