@@ -279,10 +279,59 @@ async def test_trials_score_minibatches_and_the_best_mean_gets_a_full_evaluation
     before = calls[:first_full]
     assert 1 <= len(before) <= 3
     assert len({repr(c[0]) for c in before}) == len(before)
-    means = [sum(quality(c[0], i) for i in c[2]) / len(c[2]) for c in before]
+    # Minibatch scores are read against the baseline's on the same examples.
+    means = [sum(quality(c[0], i) - quality({}, i) for i in c[2]) / len(c[2]) for c in before]
     assert calls[first_full][0] == before[means.index(max(means))][0]
     assert result.score == max(quality_mean(o) for o in [{}, *fake.full()])
     assert result.details["trials"] == 10
+
+
+def skill(overrides: Mapping[str, Any]) -> float:
+    return quality(overrides, 1) / 2
+
+
+class Skewed(Fake):
+    """Valset scores: the configuration's ``skill``, plus a half for every configuration on
+    the first half of the valset (easy examples)."""
+
+    def _outcome(
+        self, overrides: Mapping[str, Any], split: Split, i: int, want_traces: bool
+    ) -> ExampleOutcome:
+        if split != "val":
+            return super()._outcome(overrides, split, i, want_traces)
+        easy = 0.5 if i < len(VAL) // 2 else 0.0
+        return ExampleOutcome(i, skill(overrides) + easy, {"a": i})
+
+
+@pytest.mark.unit
+async def test_minibatch_scores_are_read_against_the_baseline_on_the_same_examples() -> None:
+    # Minibatches differ in how many easy examples they hold. Paired with the baseline's
+    # scores on the same examples, the configuration with the best skill leads; the raw
+    # mean (``paired: false``) favours the one that drew the easiest minibatch.
+    leaders, told = {}, {}
+    for paired in (True, False):
+        fake, notes = Skewed(), list[str]()
+        params = {"num_trials": 4, "minibatch_full_eval_steps": 4, "race": False}
+        await mipro(context(fake, {**params, "paired": paired}, notes))
+        calls = fake.val()[1:]
+        first_full = next(i for i, c in enumerate(calls) if len(c[2]) == len(VAL))
+        trials = calls[:first_full]
+        assert len({repr(c[0]) for c in trials}) == len(trials) == 4
+        raw = [sum(skill(c[0]) + 0.5 * (i < len(VAL) // 2) for i in c[2]) / 5 for c in trials]
+        estimate = [skill(c[0]) - skill({}) + quality_of(fake, {}) for c in trials]
+        expected = estimate if paired else raw
+        best = trials[expected.index(max(expected))][0]
+        assert calls[first_full][0] == best
+        leaders[paired] = best
+        told[paired] = [float(n.split()[-1]) for n in notes if n.startswith("mipro: trial ")]
+        assert told[paired] == pytest.approx([round(x, 3) for x in expected], abs=1e-3)
+    assert leaders[True] != leaders[False]
+
+
+def quality_of(fake: Fake, overrides: Mapping[str, Any]) -> float:
+    """The mean valset score ``fake`` gives ``overrides``."""
+    scores = [fake._outcome(overrides, "val", i, False).score for i in range(len(VAL))]
+    return sum(scores) / len(scores)
 
 
 @pytest.mark.unit

@@ -3,6 +3,7 @@ scripted prompt model (unit), and math_qa with the simulated LM over HTTP (integ
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import statistics
@@ -312,24 +313,117 @@ async def test_under_a_call_budget_simba_takes_only_the_steps_that_fit() -> None
 @pytest.mark.unit
 async def test_a_tight_call_budget_buys_smaller_steps_not_fewer() -> None:
     unlimited = await run(Fake(), PromptModel())
-    assert (unlimited.details["steps"], unlimited.details["bsize"]) == (4, SMALL["bsize"])
+    assert unlimited.details["steps"] == SMALL["max_steps"]
+    assert unlimited.details["bsize"] == [SMALL["bsize"]] * SMALL["max_steps"]
     fake = Fake()
     budget = unlimited.usage.calls * 2 // 3
     outcome = await run(fake, PromptModel(), budget=Budget(max_lm_calls=budget))
     assert outcome.status == "completed"
     assert outcome.usage.calls <= budget
-    bsize = outcome.details["bsize"]
-    assert SMALL["num_candidates"] + 1 <= bsize < SMALL["bsize"]
-    assert outcome.details["steps"] == SMALL["max_steps"]
+    sizes = outcome.details["bsize"]
+    assert outcome.details["steps"] == len(sizes) == SMALL["max_steps"]
+    assert min(sizes) < SMALL["bsize"]
+    assert all(SMALL["num_candidates"] + 1 <= size <= SMALL["bsize"] for size in sizes)
     trajectories = [c[2] for c in fake.calls if c[1] == "train" and c[3]]
     candidates = [c[2] for c in fake.calls if c[1] == "train" and not c[3]]
     assert trajectories
-    assert max(len(indices) for indices in trajectories) <= bsize
-    assert sum(len(indices) == bsize for indices in candidates) >= SMALL["max_steps"]
+    assert max(len(indices) for indices in trajectories) <= max(sizes)
+    assert sum(len(indices) in sizes for indices in candidates) >= SMALL["max_steps"]
     # Below one example per candidate the batch shrinks no further: fewer steps instead.
     floor = await run(Fake(), PromptModel(), budget=Budget(max_lm_calls=budget // 3))
-    assert floor.details["bsize"] == SMALL["num_candidates"] + 1
+    assert floor.details["bsize"][0] == SMALL["num_candidates"] + 1
     assert floor.details["steps"] < SMALL["max_steps"]
+
+
+@pytest.mark.unit
+async def test_later_steps_are_sized_by_what_the_earlier_ones_cost() -> None:
+    # The first step is sized for its dearest case (every example sampled at every
+    # temperature, a full valset score); later ones by the costs measured so far, which
+    # screening and early-stopped races keep lower: the same budget buys larger batches.
+    unlimited = await run(Fake(), PromptModel(), {"max_steps": 6})
+    budget = unlimited.usage.calls * 7 // 10
+    outcome = await run(Fake(), PromptModel(), {"max_steps": 6}, budget=Budget(max_lm_calls=budget))
+    sizes = outcome.details["bsize"]
+    assert outcome.usage.calls <= budget
+    assert len(sizes) == 6
+    assert max(sizes[1:]) > sizes[0]
+
+
+class Steady(Fake):
+    """As ``Fake``, but every configuration gets each third training example right."""
+
+    async def __call__(
+        self,
+        call: int,
+        overrides: Mapping[str, Any],
+        split: Split,
+        indices: tuple[int, ...],
+        want_traces: bool,
+    ) -> Evaluation:
+        evaluation = await super().__call__(call, overrides, split, indices, want_traces)
+        if split == "val":
+            return evaluation
+        outcomes = tuple(self._right(o) if o.index % 3 == 0 else o for o in evaluation.outcomes)
+        score = sum(o.score for o in outcomes) / len(outcomes)
+        return dataclasses.replace(evaluation, outcomes=outcomes, score=score)
+
+    @staticmethod
+    def _right(outcome: ExampleOutcome) -> ExampleOutcome:
+        answer = {"a": outcome.index}
+        trace = tuple({**entry, "outputs": answer} for entry in outcome.trace)
+        return dataclasses.replace(outcome, score=1.0, outputs=answer, trace=trace)
+
+
+def trajectory_rows(fake: Fake) -> list[dict[int, list[tuple[Any, float]]]]:
+    """Per step, each training example's trajectories as (temperature, score), from the
+    calls with traces; a step's trajectories come after the previous step's candidates."""
+    steps: list[dict[int, list[tuple[Any, float]]]] = []
+    previous_traced = False
+    for overrides, split, indices, traced in fake.calls:
+        if not traced or split != "train":
+            previous_traced = False
+            continue
+        if not previous_traced:
+            steps.append({})
+        previous_traced = True
+        key = repr(sorted(overrides.items()))
+        for i in indices:
+            right = i % 3 == 0 or draw(key, i) < quality(overrides)
+            steps[-1].setdefault(i, []).append((overrides.get("*.temperature"), float(right)))
+    return steps
+
+
+@pytest.mark.unit
+async def test_only_examples_whose_coolest_and_hottest_trajectories_differ_get_the_rest() -> None:
+    # One epoch of disjoint batches, so that no trajectory is answered from an earlier one.
+    params = {"max_steps": 3, "final_candidates": 0}
+    fake = Steady()
+    outcome = await run(fake, PromptModel(), params)
+    assert outcome.status == "completed"
+    cool, middle, hot = (t.get("*.temperature") for t in sampling_temperatures(SPEC, 3))
+    steps = trajectory_rows(fake)
+    assert len(steps) == 3
+    screened = varied = 0
+    for rows in steps:
+        assert len(rows) == SMALL["bsize"]
+        for i, samples in rows.items():
+            by_temperature = dict(samples)
+            assert len(by_temperature) == len(samples)
+            if by_temperature[cool] == by_temperature[hot]:
+                assert set(by_temperature) == {cool, hot}
+                screened += 1
+            else:
+                assert set(by_temperature) == {cool, middle, hot}
+                varied += 1
+            if i % 3 == 0:
+                assert set(by_temperature) == {cool, hot}
+    assert screened
+    assert varied
+    # Unscreened, every example gets every temperature.
+    fake = Steady()
+    await run(fake, PromptModel(), {**params, "screen_trajectories": False})
+    for rows in trajectory_rows(fake):
+        assert all(len(samples) == 3 for samples in rows.values())
 
 
 @pytest.mark.unit
