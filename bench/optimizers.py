@@ -211,8 +211,6 @@ async def run_dspex(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
         "cached": outcome.cached_calls,
         "stop": outcome.stop_reason,
         "chose": {k: v for k, v in best.items() if not k.endswith(".demos")},
-        "details": dict(outcome.details),
-        "val": outcome.best_score,
     }
 
 

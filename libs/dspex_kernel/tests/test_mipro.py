@@ -448,6 +448,7 @@ async def test_zero_shot_search_still_shows_bootstrapped_demos_to_the_proposer()
         {"num_instruction_candidates": True},
         {"teacher": 3},
         {"prompt_model": ""},
+        {"paired": "yes"},
     ],
 )
 async def test_bad_params_fail_the_run_before_any_call(params: dict[str, Any]) -> None:

@@ -3,7 +3,6 @@ scripted prompt model (unit), and math_qa with the simulated LM over HTTP (integ
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import random
 import statistics
@@ -87,13 +86,12 @@ class Fake:
     ) -> Evaluation:
         self.calls.append((dict(overrides), split, indices, want_traces))
         self.completes.append(self.coverage.add(overrides, split, indices))
-        key = repr(sorted(overrides.items()))
         outcomes = []
         for i in indices:
             if split == "val":
                 outcomes.append(ExampleOutcome(i, quality(overrides), {"a": i}))
                 continue
-            right = draw(key, i) < quality(overrides)
+            right = self.right(overrides, i)
             answer = i if right else i + 1
             trace = (
                 {
@@ -109,6 +107,10 @@ class Fake:
         score = sum(o.score for o in outcomes) / len(outcomes)
         usage = Usage(len(indices))  # one LM call per example
         return Evaluation(call, dict(overrides), split, indices, score, tuple(outcomes), usage)
+
+    def right(self, overrides: Mapping[str, Any], i: int) -> bool:
+        """Whether ``overrides`` gets training example ``i`` right."""
+        return draw(repr(sorted(overrides.items())), i) < quality(overrides)
 
     def full_val(self) -> list[dict[str, Any]]:
         """The configurations scored on the full valset, in order."""
@@ -258,8 +260,7 @@ async def test_simba_final_selection_adds_the_training_examples_the_demos_did_no
 
     # The winner has the best mean over its valset and training examples together.
     def mean_of(overrides: dict[str, Any], indices: tuple[int, ...]) -> float:
-        key = repr(sorted(overrides.items()))
-        train = [float(draw(key, i) < quality(overrides)) for i in indices]
+        train = [float(fake.right(overrides, i)) for i in indices]
         return (sum(train) + quality(overrides) * len(VAL)) / (len(train) + len(VAL))
 
     means = [mean_of(c[0], c[2]) for c in final]
@@ -352,26 +353,8 @@ async def test_later_steps_are_sized_by_what_the_earlier_ones_cost() -> None:
 class Steady(Fake):
     """As ``Fake``, but every configuration gets each third training example right."""
 
-    async def __call__(
-        self,
-        call: int,
-        overrides: Mapping[str, Any],
-        split: Split,
-        indices: tuple[int, ...],
-        want_traces: bool,
-    ) -> Evaluation:
-        evaluation = await super().__call__(call, overrides, split, indices, want_traces)
-        if split == "val":
-            return evaluation
-        outcomes = tuple(self._right(o) if o.index % 3 == 0 else o for o in evaluation.outcomes)
-        score = sum(o.score for o in outcomes) / len(outcomes)
-        return dataclasses.replace(evaluation, outcomes=outcomes, score=score)
-
-    @staticmethod
-    def _right(outcome: ExampleOutcome) -> ExampleOutcome:
-        answer = {"a": outcome.index}
-        trace = tuple({**entry, "outputs": answer} for entry in outcome.trace)
-        return dataclasses.replace(outcome, score=1.0, outputs=answer, trace=trace)
+    def right(self, overrides: Mapping[str, Any], i: int) -> bool:
+        return i % 3 == 0 or super().right(overrides, i)
 
 
 def trajectory_rows(fake: Fake) -> list[dict[int, list[tuple[Any, float]]]]:
@@ -386,9 +369,8 @@ def trajectory_rows(fake: Fake) -> list[dict[int, list[tuple[Any, float]]]]:
         if not previous_traced:
             steps.append({})
         previous_traced = True
-        key = repr(sorted(overrides.items()))
         for i in indices:
-            right = i % 3 == 0 or draw(key, i) < quality(overrides)
+            right = fake.right(overrides, i)
             steps[-1].setdefault(i, []).append((overrides.get("*.temperature"), float(right)))
     return steps
 

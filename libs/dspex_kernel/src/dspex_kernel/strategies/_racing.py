@@ -48,12 +48,20 @@ def clearly_worse(trial: Evaluation, incumbent: Evaluation, half: Sequence[int])
     of the paired per-example differences. The incumbent is the best of several noisy
     scores, so its lead is partly luck: one standard error of slack keeps a challenger
     that is as good from being stopped by that luck."""
-    mine = {o.index: o.score for o in trial.outcomes}
-    theirs = {o.index: o.score for o in incumbent.outcomes}
-    diffs = [mine[i] - theirs[i] for i in half]
+    diffs = paired_differences(trial, incumbent, half)
     mean = statistics.fmean(diffs)
     error = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
     return mean < -error
+
+
+def paired_differences(
+    trial: Evaluation, reference: Evaluation, indices: Sequence[int]
+) -> list[float]:
+    """``trial``'s score minus ``reference``'s on each of ``indices`` (both must cover
+    them)."""
+    mine = {o.index: o.score for o in trial.outcomes}
+    theirs = {o.index: o.score for o in reference.outcomes}
+    return [mine[i] - theirs[i] for i in indices]
 
 
 async def screen(

@@ -49,6 +49,7 @@ import random
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from ..config import plan
@@ -57,7 +58,7 @@ from ._common import CallPlan, baseline_of, best_of
 from ._demos import DemoStage, demo_stages
 from ._instructions import ProposalStage, propose, summarize_data
 from ._prompting import prompt_model
-from ._racing import challenge
+from ._racing import challenge, paired_differences
 from .beacon import _quiet
 from .bootstrap import Trace, _candidate_sets, _collect, _Settings, _settings
 
@@ -84,6 +85,7 @@ class _Plan:
     summary_batch_size: int
     tips: random.Random
     race: bool
+    paired: bool
 
 
 def _plan(ctx: StrategyContext, n_stages: int) -> _Plan:
@@ -114,6 +116,7 @@ def _plan(ctx: StrategyContext, n_stages: int) -> _Plan:
         minibatch=ctx.int_param("minibatch_size", 35),
         full_eval_steps=ctx.int_param("minibatch_full_eval_steps", 5, low=1),
         race=ctx.bool_param("race", True),
+        paired=ctx.bool_param("paired", True),
         zero_shot=zero_shot,
         temperature=ctx.float_param("init_temperature", 1.0, low=0.0, high=2.0),
         summary_batches=ctx.int_param("data_summary_batches", 2),
@@ -222,7 +225,6 @@ class _Search:
         self.batch_scores: dict[Key, list[float]] = {}
         self.full: dict[Key, float] = {base: baseline.score}
         self.best_full = self.baseline = baseline
-        self.paired = ctx.bool_param("paired", True)
         self.stopped_early = 0
         self.full_scored: list[tuple[dict[str, Any], float]] = []
         self.reused_batches = self.reused_examples = 0
@@ -338,12 +340,9 @@ class _Search:
     def _paired(self, evaluation: Evaluation, batch: Sequence[int]) -> float:
         """The minibatch score as an estimate of the full score: the baseline's full score
         plus the mean difference from the baseline on the same examples."""
-        if not self.paired:
+        if not self.p.paired:
             return evaluation.score
-        base = {o.index: o.score for o in self.baseline.outcomes}
-        mine = {o.index: o.score for o in evaluation.outcomes}
-        diff = sum(mine[i] - base[i] for i in batch) / len(batch)
-        return self.baseline.score + diff
+        return self.baseline.score + fmean(paired_differences(evaluation, self.baseline, batch))
 
     async def _on_full(self, key: Key, *, race: bool = False) -> float:
         if key in self.full:

@@ -156,7 +156,7 @@ class _Search:
         self.temperatures = sampling_temperatures(ctx.spec, s.num_candidates)
         self.plan = CallPlan(ctx, baseline)
         self.budget_stopped = False
-        self.sampled = self.batched = 0  # trajectories taken; examples in batches so far
+        self.sampled = 0  # trajectories taken so far
         self.valset_calls: list[int] = []  # what scoring each step's winner cost
         self.pool.append(_Program({}))
         self.record_full({}, baseline)
@@ -192,9 +192,9 @@ class _Search:
     def _expected_cost(self, batch: int) -> float:
         """What a step on ``batch`` examples is expected to cost: trajectories per example
         and the winner's valset score as in the steps so far (the dearest case before)."""
-        if not self.batched:
+        if not self.bsizes:
             return self.step_cost(batch)
-        per_example = self.sampled / self.batched
+        per_example = self.sampled / sum(self.bsizes)
         return self._cost(batch, per_example, sum(self.valset_calls) / len(self.valset_calls))
 
     def _cost(self, batch: int, trajectories: float, valset: float) -> float:
@@ -204,7 +204,6 @@ class _Search:
     async def step(self, step: int) -> None:
         batch = self._next_batch()
         self.bsizes.append(len(batch))
-        self.batched += len(batch)
         self.ctx.note(f"simba step {step + 1}/{self.s.max_steps}: sampling trajectories")
         outcomes = await self._trajectories(batch)
         flat = [o.score for row in outcomes for o in row]
