@@ -457,7 +457,7 @@ async def test_bad_params_fail_the_run_before_any_call(params: dict[str, Any]) -
     assert outcome.status == "failed"
     assert outcome.error is not None
     assert outcome.error["code"] == StrategyParamsError.code
-    assert len(fake.calls) == 1  # only the runner's baseline
+    assert fake.calls == []  # mipro scores its own baseline, after reading its params
     assert lm.requests == []
 
 
@@ -473,12 +473,64 @@ async def test_the_prompt_model_is_the_programs_model_unless_named() -> None:
 
 
 @pytest.mark.unit
-async def test_a_budget_ends_the_run_with_the_best_so_far() -> None:
-    # Too small for even the teacher pass: the budget stops the run with the baseline.
+async def test_a_budget_too_small_for_the_teacher_pass_ends_the_run_before_the_valset() -> None:
+    # mipro scores its baseline after bootstrapping and proposing, on the valset it can
+    # afford: a budget the teacher pass alone exhausts ends the run with no score at all.
     fake, lm = Fake(), PromptModel()
     outcome = await runner(fake, lm, budget=Budget(max_lm_calls=24)).run()
     assert (outcome.status, outcome.stop_reason) == ("budget_exhausted", "max_lm_calls")
-    assert outcome.best_score == max(quality_mean(o) for o in fake.full())
+    assert fake.val() == []
+    assert (outcome.best_score, outcome.baseline_score) == (None, None)
+
+
+@pytest.mark.unit
+async def test_under_a_tight_budget_the_search_runs_on_a_seeded_sample_of_the_valset() -> None:
+    unlimited = await runner(Fake(), PromptModel()).run()
+    assert unlimited.details["valset_size"] == len(VAL)
+    fake, lm, log = Fake(), PromptModel(), InMemoryCallLog()
+    budget = Budget(max_lm_calls=unlimited.usage.calls * 2 // 3)
+    outcome = await runner(fake, lm, log=log, budget=budget).run()
+    assert (outcome.status, outcome.stop_reason) == ("completed", "finished")
+    assert outcome.usage.calls <= unlimited.usage.calls * 2 // 3
+    size = outcome.details["valset_size"]
+    assert 5 <= size < len(VAL)  # not below one minibatch of the plan
+    # Every valset call lies in one sample of that size, and the baseline covers it.
+    seen = sorted({i for _, _, indices in fake.val() for i in indices})
+    assert len(seen) == size
+    assert fake.val()[0] == ({}, "val", tuple(seen))
+    assert outcome.baseline_score == quality_mean({}, seen)
+    # The search the preset plans still runs, on a scaled minibatch, and its leaders'
+    # full scores are scores on the sample.
+    assert outcome.details["trials"] == unlimited.details["trials"]
+    assert 1 <= outcome.details["minibatch_size"] < 5
+    assert outcome.details["full_evaluations"] >= 1
+    assert outcome.best_overrides
+    assert outcome.best_score == quality_mean(outcome.best_overrides, seen)
+    assert outcome.best_score > outcome.baseline_score
+    # Drawn from the run's seed: the same run narrows alike, and its replay asks nothing.
+    again = Fake()
+    await runner(again, PromptModel(), budget=budget).run()
+    assert again.calls == fake.calls
+    replay, replay_lm = Fake(), PromptModel()
+    replayed = await runner(replay, replay_lm, log=log, budget=budget).run()
+    assert (replay.calls, replay_lm.requests) == ([], [])
+    assert (replayed.best_overrides, replayed.best_score) == (
+        outcome.best_overrides,
+        outcome.best_score,
+    )
+    # A val_size given is kept: the budget then stops trials instead.
+    kept = Fake()
+    fixed = await runner(kept, PromptModel(), {"val_size": len(VAL)}, budget=budget).run()
+    assert fixed.details["valset_size"] == len(VAL)
+    assert fixed.details["stopped_for_budget"] == 1
+
+
+@pytest.mark.unit
+async def test_val_size_caps_the_valset_as_the_presets_do() -> None:
+    fake = Fake()
+    outcome = await runner(fake, PromptModel(), {"val_size": 8}).run()
+    assert outcome.details["valset_size"] == 8
+    assert len({i for _, _, indices in fake.val() for i in indices}) == 8
 
 
 @pytest.mark.unit
@@ -487,7 +539,8 @@ async def test_under_a_call_budget_trials_stop_in_time_to_score_the_leader() -> 
     spent = unlimited.usage.calls
     fake, lm, log = Fake(), PromptModel(), InMemoryCallLog()
     budget = spent * 2 // 3
-    outcome = await runner(fake, lm, log=log, budget=Budget(max_lm_calls=budget)).run()
+    params = {"val_size": len(VAL)}  # the whole valset, whatever the budget
+    outcome = await runner(fake, lm, params, log=log, budget=Budget(max_lm_calls=budget)).run()
     assert (outcome.status, outcome.stop_reason) == ("completed", "finished")
     assert outcome.usage.calls <= budget
     assert outcome.details["stopped_for_budget"] == 1
@@ -498,7 +551,9 @@ async def test_under_a_call_budget_trials_stop_in_time_to_score_the_leader() -> 
     assert unlimited.details["stopped_for_budget"] == 0
     # The budget is read where no call is in flight: a replay decides alike, asking nothing.
     replay, replay_lm = Fake(), PromptModel()
-    replayed = await runner(replay, replay_lm, log=log, budget=Budget(max_lm_calls=budget)).run()
+    replayed = await runner(
+        replay, replay_lm, params, log=log, budget=Budget(max_lm_calls=budget)
+    ).run()
     assert (replay.calls, replay_lm.requests) == ([], [])
     assert (replayed.best_overrides, replayed.best_score, replayed.details) == (
         outcome.best_overrides,
@@ -509,25 +564,23 @@ async def test_under_a_call_budget_trials_stop_in_time_to_score_the_leader() -> 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("seed", range(8))
-async def test_when_only_one_full_evaluation_fits_the_trial_goes_straight_to_it(seed: int) -> None:
-    # A trial needs a minibatch (5) and then the leader's full evaluation (20). With 24
-    # calls left after the proposals, only one full evaluation fits and no leader awaits
-    # it: the trial is scored on the full valset at once.
-    params = {"race": False}
+async def test_a_trial_starts_only_if_its_leaders_full_evaluation_fits_after_it(seed: int) -> None:
+    # A trial costs a minibatch (5) and the leader's full evaluation the 15 examples it
+    # lacks: with 20 calls left after the baseline one trial runs, with 19 none.
+    params = {"race": False, "val_size": len(VAL)}
     before = (await runner(Fake(), PromptModel(), {"num_trials": 0}, seed=seed).run()).usage
     fake = Fake()
-    budget = Budget(max_lm_calls=before.calls + 24)
+    budget = Budget(max_lm_calls=before.calls + 20)
     outcome = await runner(fake, PromptModel(), params, seed=seed, budget=budget).run()
     assert (outcome.status, outcome.stop_reason) == ("completed", "finished")
-    # (A suggestion of the baseline, whose full score is known, is told it at no cost.)
     assert outcome.details["trials"] >= 1
     assert outcome.details["stopped_for_budget"] == 1
-    assert fake.minibatches() == []
-    assert len(fake.full()) == 2  # the baseline and the trial
-    assert fake.full()[1] != fake.full()[0]
-    assert outcome.usage.calls == before.calls + 20
+    assert outcome.usage.calls <= before.calls + 20
+    # (A suggestion of the baseline is answered from its full score at no cost.)
+    tried = [c for c in fake.minibatches() if c[0]]
+    assert len(tried) == 1
+    assert fake.full() == [{}, tried[0][0]]  # the baseline, then the trial, verified
     assert outcome.best_score == max(quality_mean(o) for o in fake.full())
-    # With 19 left not even that fits: the baseline is the result.
     short = Fake()
     budget = Budget(max_lm_calls=before.calls + 19)
     kept = await runner(short, PromptModel(), params, seed=seed, budget=budget).run()
@@ -557,8 +610,9 @@ async def test_same_seed_same_calls_and_a_recorded_run_replays_without_calls() -
     )
 
 
-def quality_mean(overrides: Mapping[str, Any]) -> float:
-    return sum(quality(overrides, i) for i in range(len(VAL))) / len(VAL)
+def quality_mean(overrides: Mapping[str, Any], indices: Sequence[int] | None = None) -> float:
+    chosen = range(len(VAL)) if indices is None else indices
+    return sum(quality(overrides, i) for i in chosen) / len(chosen)
 
 
 def context(fake: Fake, params: Mapping[str, Any], notes: list[str]) -> StrategyContext:

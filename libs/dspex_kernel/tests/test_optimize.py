@@ -37,7 +37,7 @@ from dspex_kernel.optimize import (
     lm_response_from_record,
     lm_response_to_record,
 )
-from dspex_kernel.strategies import Split, Strategy
+from dspex_kernel.strategies import Split, Strategy, scores_own_baseline
 from dspex_kernel.strategies._run_types import PortFailed
 from dspex_kernel.testing import ScriptedLM, chat_reply
 
@@ -187,6 +187,68 @@ async def test_baseline_is_call_zero_and_the_strategy_result_wins() -> None:
     assert [p.evaluations for p in progress] == list(range(1, 8))
     assert progress[-1].best_call == 2
     assert progress[-1].best_score == 0.4
+
+
+@scores_own_baseline
+async def narrowing(ctx: StrategyContext) -> StrategyResult:
+    """Scores its own baseline, on three valset examples, after a train evaluation."""
+    assert ctx.baseline is None
+    await ctx.evaluate({"k": 3}, [0, 1], split="train")
+    ctx.sample_valset(3)
+    with pytest.raises(RuntimeError, match="once"):
+        ctx.sample_valset(2)
+    baseline = await ctx.evaluate({})
+    candidate = await ctx.evaluate({"k": 30}, [0, 2])
+    assert [o.index for o in candidate.outcomes] == [0, 2]  # the strategy's numbering
+    assert candidate.indices == (0, 2)
+    full = await ctx.evaluate({"k": 30})  # reuses 0 and 2 where they had no error
+    assert (len(ctx.valset), full.indices) == (3, (0, 1, 2))
+    return StrategyResult({"k": 30}, full.score, {"baseline": baseline.score})
+
+
+async def test_a_strategy_scoring_its_own_baseline_may_narrow_the_valset_first() -> None:
+    ev, log = FakeEvaluate(), InMemoryCallLog()
+    outcome = await runner(narrowing, log, ev).run()
+    assert outcome.status == "completed", outcome.error
+    assert ev.calls[0] == (0, {"k": 3}, "train", (0, 1))  # no baseline before the strategy
+    sample = ev.calls[1][3]
+    assert ev.calls[1][:3] == (1, {}, "val")
+    assert len(sample) == 3
+    assert set(sample) < set(range(len(VAL)))
+    assert list(sample) == sorted(sample)
+    # The backend and the log see the valset's own numbering.
+    assert ev.calls[2] == (2, {"k": 30}, "val", (sample[0], sample[2]))
+    assert all(set(c[3]) <= set(sample) for c in ev.calls[1:])
+    # Full-valset scores are scores on the sample: the baseline and the best are tracked.
+    assert outcome.baseline_score == outcome.details["baseline"] == 0.1
+    assert (outcome.best_overrides, outcome.best_score, outcome.best_call) == ({"k": 30}, 0.3, 3)
+    # Drawn from the seed: a replay narrows alike and asks nothing.
+    again = FakeEvaluate()
+    replayed = await runner(narrowing, log, again).run()
+    assert again.calls == []
+    assert same_result(outcome, replayed)
+
+
+async def test_only_a_strategy_scoring_its_own_baseline_may_narrow_the_valset() -> None:
+    async def late(ctx: StrategyContext) -> StrategyResult:
+        ctx.sample_valset(len(ctx.valset))  # the whole valset: nothing to narrow
+        ctx.sample_valset(2)
+        return StrategyResult({}, 0.0)
+
+    outcome = await runner(late, InMemoryCallLog(), FakeEvaluate()).run()
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "scores its own baseline" in outcome.error["message"]
+
+    @scores_own_baseline
+    async def after_use(ctx: StrategyContext) -> StrategyResult:
+        await ctx.evaluate({}, [0])
+        ctx.sample_valset(2)
+        return StrategyResult({}, 0.0)
+
+    outcome = await runner(after_use, InMemoryCallLog(), FakeEvaluate()).run()
+    assert outcome.error is not None
+    assert "before its first use" in outcome.error["message"]
 
 
 async def test_same_seed_same_calls_and_outcome() -> None:

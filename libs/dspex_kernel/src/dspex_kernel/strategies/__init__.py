@@ -16,6 +16,7 @@ from ._base import (
     StrategyParamsError,
     StrategyResult,
     UnknownStrategyError,
+    scores_own_baseline,
 )
 from .beacon import beacon
 from .bootstrap import bootstrap
@@ -60,5 +61,6 @@ __all__ = [
     "get_strategy",
     "mipro",
     "random_search",
+    "scores_own_baseline",
     "simba",
 ]

@@ -100,7 +100,9 @@ class StrategyContext:
     ``note`` tells people watching the run what the strategy is doing. ``calls_left()``
     is how many LM calls the run's ``max_lm_calls`` budget still allows (None: no such
     budget); read it only while none of the strategy's calls is in flight, so that a
-    replay reads the same number at the same point."""
+    replay reads the same number at the same point. A strategy registered with
+    :func:`scores_own_baseline` gets no ``baseline`` (it scores ``{}`` itself) and may first
+    narrow the valset with :meth:`sample_valset`."""
 
     spec: ProgramSpec
     trainset: Sequence[Mapping[str, Any]]
@@ -112,6 +114,7 @@ class StrategyContext:
     baseline: Evaluation | None = None
     on_note: Callable[[str], None] | None = None
     calls_left: Callable[[], int | None] = field(default=lambda: None)
+    narrow_valset: Callable[[int], Sequence[Mapping[str, Any]]] | None = None
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +143,19 @@ class StrategyContext:
             raise StrategyParamsError(f"parameter {name!r} must lie in [{low}, {high}]")
         return float(value)
 
+    def sample_valset(self, size: int) -> None:
+        """Score on ``size`` examples of the valset from here on, drawn with the run's
+        seed: ``valset`` becomes them (in their order), indices refer to them, and a
+        full-valset score is a score on them. Only before the run's first valset
+        evaluation; a size at least the valset's changes nothing."""
+        if size >= len(self.valset):
+            return
+        if self.narrow_valset is None:
+            raise RuntimeError(
+                "only a strategy that scores its own baseline, in a runner, narrows the valset"
+            )
+        self.valset = self.narrow_valset(size)
+
     def note(self, message: str) -> None:
         if self.on_note is not None:
             self.on_note(message)
@@ -155,3 +171,15 @@ class StrategyResult:
 
 
 Strategy = Callable[[StrategyContext], Awaitable[StrategyResult]]
+_OWN_BASELINE: set[Strategy] = set()
+
+
+def scores_own_baseline(strategy: Strategy) -> Strategy:
+    """Mark ``strategy`` as scoring the baseline itself: the runner does not score it first
+    (see :class:`StrategyContext`), so the strategy may choose its valset before."""
+    _OWN_BASELINE.add(strategy)
+    return strategy
+
+
+def owns_baseline(strategy: Strategy) -> bool:
+    return strategy in _OWN_BASELINE

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from ._base import (
     Strategy,
     StrategyContext,
     StrategyResult,
+    owns_baseline,
 )
 from ._log import CallLog
 from ._pacing import Pacer
@@ -57,7 +59,10 @@ from ._run_types import (
 class Runner:
     """Runs one strategy once (see the module docstring and ARCHITECTURE.md).
 
-    Call 0 is the baseline (no overrides, full valset). Every later call takes the next
+    Call 0 is the baseline (no overrides, full valset), unless the strategy scores its own
+    (``scores_own_baseline``); it may then narrow the valset to a seeded sample first, and
+    maps its indices to the valset's own at this boundary: the log, the backend and
+    every score the runner keeps use the valset's numbering. Every later call takes the next
     number when the strategy makes it, before any await, so numbering follows program order
     even under ``asyncio.gather``. A call with a record in ``log`` is answered from it at
     once, without control or budget checks; any other waits while ``control`` says
@@ -107,6 +112,8 @@ class Runner:
         self._pacer = Pacer(control, clock, poll_s, self._status_changed)
         self._sizes = {"train": len(trainset), "val": len(valset)}
         self._full_val = tuple(range(len(valset)))
+        self._val_sample: tuple[int, ...] | None = None  # strategy index -> valset index
+        self._val_used = False
         self._state = RunState()
         self._next_call = 0
         self._full_calls: dict[str, int] = {}  # canonical overrides -> first full-val call
@@ -149,7 +156,8 @@ class Runner:
         return self._outcome(status, reason, error, result)
 
     async def _drive(self) -> StrategyResult:
-        baseline = await self._evaluate({})
+        own = owns_baseline(self._strategy)
+        baseline = None if own else await self._evaluate({})
         ctx = StrategyContext(
             self._spec,
             self._trainset,
@@ -161,8 +169,22 @@ class Runner:
             baseline=baseline,
             on_note=self._note,
             calls_left=self._calls_left,
+            narrow_valset=self._narrow_valset if own else None,
         )
         return await self._strategy(ctx)
+
+    def _narrow_valset(self, size: int) -> list[Mapping[str, Any]]:
+        """``size`` valset examples drawn with the run's seed, in valset order; from here on
+        the strategy's valset indices refer to them."""
+        if self._val_used or self._val_sample is not None:
+            raise RuntimeError("a run's valset can be narrowed once, before its first use")
+        if not 0 < size <= len(self._valset):
+            raise ValueError(f"size must lie in [1, {len(self._valset)}]")
+        draw = random.Random(f"valset-{self._seed}")
+        self._val_sample = tuple(sorted(draw.sample(range(len(self._valset)), size)))
+        self._full_val = self._val_sample
+        self._sizes["val"] = size
+        return [self._valset[i] for i in self._val_sample]
 
     def _calls_left(self) -> int | None:
         limit = self._budget.max_lm_calls
@@ -184,6 +206,10 @@ class Runner:
         chosen = tuple(range(size)) if indices is None else tuple(int(i) for i in indices)
         if any(not 0 <= i < size for i in chosen):
             raise ValueError(f"indices must lie in [0, {size}) for split {split!r}")
+        narrowed = self._val_sample if split == "val" else None
+        self._val_used |= split == "val"
+        if narrowed is not None:
+            chosen = tuple(narrowed[i] for i in chosen)
         earlier = self._answers.setdefault((canonical(overrides), split), [])
         answer = _Answer(n, want_traces, asyncio.get_running_loop().create_future())
         call = self._evaluate_call(n, dict(overrides), split, chosen, answer, list(earlier))
@@ -227,7 +253,18 @@ class Runner:
             mine.done.set_result(outcomes)  # None: the call failed
         if fresh:
             await self._progress()
-        return evaluation
+        return self._for_strategy(evaluation)
+
+    def _for_strategy(self, evaluation: Evaluation) -> Evaluation:
+        """``evaluation`` in the strategy's numbering of a narrowed valset."""
+        if evaluation.split != "val" or self._val_sample is None:
+            return evaluation
+        position = {index: i for i, index in enumerate(self._val_sample)}
+        outcomes = tuple(
+            dataclasses.replace(o, index=position[o.index]) for o in evaluation.outcomes
+        )
+        indices = tuple(position[i] for i in evaluation.indices)
+        return dataclasses.replace(evaluation, indices=indices, outcomes=outcomes)
 
     async def _answer(
         self,
@@ -330,7 +367,7 @@ class Runner:
         if ev.split != "val" or ev.indices != self._full_val:
             return  # only full-valset scores are comparable
         self._full_calls.setdefault(canonical(ev.overrides), ev.call)
-        if ev.call == 0:
+        if state.baseline_score is None and not ev.overrides:
             state.baseline_score = ev.score
         best = state.best_score
         # Ties go to the earlier call, whatever order concurrent answers arrive in.

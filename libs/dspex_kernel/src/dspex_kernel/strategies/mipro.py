@@ -15,24 +15,29 @@ easy examples does not lead for that (a control variate; ``paired``). On math_qa
 seeds it raised the held-out score of the default run from 0.695 to 0.714, no seed
 lower.
 A configuration's score on an example is never asked for twice: the runner answers
-minibatches and full evaluations from what earlier ones of it already scored. Under a
-``max_lm_calls`` budget the search is anytime: a trial starts only if it still fits, with
-the leader's full evaluation after it when trials are minibatches (costs estimated from
-the most LM calls per example seen), periodic full evaluations only if a later one still
-fits too, and when trials must stop the leader gets its full evaluation, so the run ends
-completed with a verified best instead of being cut off with nothing but the baseline.
-When no leader awaits and one full evaluation still fits but a trial plus a full
-evaluation does not, one last trial goes straight to the full valset (a configuration
-suggested there that already has a full score is told it, and the sampler asked again,
-within the trials left).
+minibatches and full evaluations from what earlier ones of it already scored.
+The valset is capped at ``val_size`` examples (a seeded sample, as DSPy's presets: 100,
+300 or 1000), and the baseline is scored after bootstrapping and proposing, on the valset
+the search can afford: under a ``max_lm_calls`` budget too small for the planned search
+(baseline, ``num_trials`` minibatches, a leader's full evaluation every
+``minibatch_full_eval_steps`` trials) on that valset, the valset and the minibatch shrink
+together to the most examples at which it fits (not below one minibatch), so the search
+keeps its trials and measures each on fewer examples, instead of spending the budget on
+a few precise ones (on math_qa at half of DSPy's calls, ten seeds: held-out 0.719 against
+0.650 on the whole valset). The search is anytime too: a trial starts only if the
+leader's full evaluation still fits after it (costs from the most LM calls per example
+seen), periodic full evaluations only if a later trial and its leader's still fit, and
+when trials must stop the leader gets its full evaluation, so the run ends completed with
+a verified best instead of being cut off with nothing but the baseline.
 
 Params: ``auto`` ("light", "medium" or "heavy": n = 6, 12 or 18 candidates) sets
 ``num_candidates`` (n demo sets per stage, its current demos included),
 ``num_instruction_candidates`` (per stage, its current instruction included: n // 2 while
 demos are searched too, as DSPy, else n) and ``num_trials`` (DSPy's
 floor(max(2 * v * log2(n), 1.5 * n)), v = 2 choices per LM stage, 1 when zero-shot); each
-given explicitly overrides the preset. ``minibatch_size`` (35; 0 or at least the valset
-size: every trial is a full evaluation), ``minibatch_full_eval_steps`` (5),
+given explicitly overrides the preset. ``val_size`` (the preset's; given, it is kept
+whatever the budget), ``minibatch_size`` (35; 0 or at least the valset size: every trial
+is a full evaluation), ``minibatch_full_eval_steps`` (5),
 ``max_bootstrapped_demos`` and ``max_labeled_demos`` (4 each; both 0: instructions only),
 ``prompt_model`` (the program's first model), ``init_temperature`` (1.0, the last proposal's;
 earlier ones run cooler), ``tip_seed`` (None: tips are drawn from the run's seed),
@@ -53,8 +58,14 @@ from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from ..config import plan
-from ._base import Evaluation, StrategyContext, StrategyParamsError, StrategyResult
-from ._common import CallPlan, baseline_of, best_of
+from ._base import (
+    Evaluation,
+    StrategyContext,
+    StrategyParamsError,
+    StrategyResult,
+    scores_own_baseline,
+)
+from ._common import CallPlan, best_of
 from ._demos import DemoStage, demo_stages
 from ._instructions import ProposalStage, propose, summarize_data
 from ._prompting import prompt_model
@@ -66,6 +77,7 @@ if TYPE_CHECKING:
     import optuna
 
 PRESETS = {"light": 6, "medium": 12, "heavy": 18}
+VAL_SIZES = {"light": 100, "medium": 300, "heavy": 1000}  # as DSPy's presets
 DEMOS_IN_CONTEXT = 3  # traces collected for the proposer when no demos are searched
 Key = tuple[int, ...]  # an option index per dimension
 Dimension = tuple[str, list[Any]]  # an override path and its options, the current first
@@ -79,6 +91,7 @@ class _Plan:
     trials: int
     minibatch: int
     full_eval_steps: int
+    val_size: int
     zero_shot: bool
     temperature: float
     summary_batches: int
@@ -114,6 +127,7 @@ def _plan(ctx: StrategyContext, n_stages: int) -> _Plan:
         ),
         trials=ctx.int_param("num_trials", trials),
         minibatch=ctx.int_param("minibatch_size", 35),
+        val_size=ctx.int_param("val_size", VAL_SIZES[preset], low=1),
         full_eval_steps=ctx.int_param("minibatch_full_eval_steps", 5, low=1),
         race=ctx.bool_param("race", True),
         paired=ctx.bool_param("paired", True),
@@ -125,6 +139,7 @@ def _plan(ctx: StrategyContext, n_stages: int) -> _Plan:
     )
 
 
+@scores_own_baseline
 async def mipro(ctx: StrategyContext) -> StrategyResult:
     stages = demo_stages(ctx.spec)
     p = _plan(ctx, len(stages))
@@ -132,9 +147,9 @@ async def mipro(ctx: StrategyContext) -> StrategyResult:
     if p.zero_shot and "bootstrap_pool" not in ctx.params:
         boot = replace(boot, pool=DEMOS_IN_CONTEXT)
     model = prompt_model(ctx) if p.instructions > 1 and stages else ""
-    baseline = await baseline_of(ctx)
     if not stages or not ctx.valset:
-        return best_of(baseline, [], {"trials": 0})
+        ctx.sample_valset(p.val_size)
+        return best_of(await ctx.evaluate({}), [], {"trials": 0})
 
     ctx.note(f"mipro ({p.preset}): bootstrapping demos from the trainset")
     traces = await _collect(ctx, boot, stages) if boot.pool else []
@@ -159,8 +174,11 @@ async def mipro(ctx: StrategyContext) -> StrategyResult:
     for s in stages:
         dims += [(f"{s.name}.instructions", instructions[s.name]), (s.path, demo_sets[s.name])]
     dims = [d for d in dims if len(d[1]) > 1]
+    p = _narrow(ctx, p, len(stages))
+    baseline = await ctx.evaluate({})
     details: dict[str, Any] = {
         "auto": p.preset,
+        "valset_size": len(ctx.valset),
         "bootstrapped": len(traces),
         "instruction_candidates": {s: len(c) for s, c in instructions.items()},
         "demo_sets": {s: len(c) for s, c in demo_sets.items()},
@@ -171,6 +189,32 @@ async def mipro(ctx: StrategyContext) -> StrategyResult:
     search = _Search(ctx, dims, baseline, p)
     await search.run()
     return best_of(baseline, search.full_scored, {**details, **search.counts()})
+
+
+def _narrow(ctx: StrategyContext, p: _Plan, calls_per_example: int) -> _Plan:
+    """Narrow the valset to ``val_size`` examples (as DSPy's presets do) and, unless that
+    is given, under a call budget too small for the search the plan asks for further: to
+    the most examples at
+    which its baseline, its trials and its leaders' full evaluations fit in the calls left,
+    the minibatch scaled alike (not below one minibatch of the plan). Returns the plan with
+    the minibatch it will use."""
+    n = min(len(ctx.valset), p.val_size)
+    batch = p.minibatch if 0 < p.minibatch < n else 0
+    left = ctx.calls_left()
+    if left is not None and batch and "val_size" not in ctx.params:
+        leaders = math.ceil(p.trials / p.full_eval_steps)
+
+        def cost(m: int) -> int:
+            b = max(1, round(batch * m / n))
+            return calls_per_example * (m + p.trials * b + leaders * (m - b))
+
+        fits = [m for m in range(batch, n + 1) if cost(m) <= left]
+        m = fits[-1] if fits else batch
+        if m < n:
+            ctx.note(f"mipro: the LM-call budget fits the search on {m} valset examples")
+            batch, n = max(1, round(batch * m / n)), m
+    ctx.sample_valset(n)
+    return replace(p, minibatch=batch)
 
 
 def _instruction(ctx: StrategyContext, stage: str) -> str:
@@ -253,11 +297,6 @@ class _Search:
             # fits after it: the run ends with a verified best, not cut off mid-search.
             if not self._room(self._trial_cost() + self._leader_cost()):
                 self.budget_stopped = True
-                if self._leader() is None and self._room(self._full_cost()):
-                    # One full evaluation fits and no leader awaits it: the trial goes
-                    # straight to the full valset (a minibatch would only rank it alone).
-                    await self._direct_trial(t)
-                    break
                 ctx.note(f"mipro: the LM-call budget leaves no room for trial {t}")
                 break
             trial, key = self._ask()
@@ -271,7 +310,7 @@ class _Search:
             self.trials_run = t
             ctx.note(f"mipro: trial {t}/{p.trials} scored {score:.3f}")
             periodic = t % p.full_eval_steps == 0 and self._room(
-                self._trial_cost() + self._full_cost() + self._leader_cost()
+                self._trial_cost() + 2 * self._leader_cost()
             )
             if self.minibatch and (periodic or t == p.trials):
                 await self._score_leader()
@@ -295,21 +334,6 @@ class _Search:
                 )
             )
 
-    async def _direct_trial(self, t: int) -> None:
-        """Trial ``t`` on the full valset, the last one: suggestions that already have a
-        full score (the baseline's, a raced leader's) are told it without a call, and the
-        sampler is asked again while trials are left."""
-        for n in range(t, self.p.trials + 1):
-            trial, key = self._ask()
-            known = key in self.full
-            score = await self._on_full(key)
-            with _quiet():
-                self.study.tell(trial, score)
-            self.trials_run = n
-            if not known:
-                self.ctx.note(f"mipro: trial {n} (the last the budget allows) scored {score:.3f}")
-                return
-
     def _ask(self) -> tuple[optuna.trial.Trial, Key]:
         """The sampler's next trial and its option index per dimension."""
         with _quiet():
@@ -317,14 +341,12 @@ class _Search:
         return trial, tuple(int(trial.params[path]) for path, _ in self.dims)
 
     def _leader_cost(self) -> float:
-        """Calls to keep for the leader's full evaluation (none when trials are full)."""
-        return self._full_cost() if self.minibatch else 0.0
+        """Calls to keep for the leader's full evaluation: the examples a leader lacks (it
+        has a minibatch already; none to keep when trials are full)."""
+        return self.plan.cost(len(self.ctx.valset) - self.minibatch) if self.minibatch else 0.0
 
     def _room(self, calls: float) -> bool:
         return self.plan.fits(calls)
-
-    def _full_cost(self) -> float:
-        return self.plan.cost(len(self.ctx.valset))
 
     def _trial_cost(self) -> float:
         return self.plan.cost(self.minibatch or len(self.ctx.valset))
