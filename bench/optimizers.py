@@ -229,6 +229,11 @@ def side(
     command += ["--max-calls", str(max_calls)] if max_calls is not None else []
     command += ["--params", args.params]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0 and "SimLMStartError" in done.stderr:
+        # The simulated LM did not come up (seen rarely on a loaded machine): not the
+        # side-run's result, so it runs once more.
+        print(f"  {which} {strategy}: the simulated LM did not start; once more", flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         print(f"  {which} {strategy}: FAILED\n{done.stderr[-3000:]}", flush=True)
         return None
