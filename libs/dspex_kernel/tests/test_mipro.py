@@ -473,14 +473,28 @@ async def test_the_prompt_model_is_the_programs_model_unless_named() -> None:
 
 
 @pytest.mark.unit
-async def test_a_budget_too_small_for_the_teacher_pass_ends_the_run_before_the_valset() -> None:
-    # mipro scores its baseline after bootstrapping and proposing, on the valset it can
-    # afford: a budget the teacher pass alone exhausts ends the run with no score at all.
+async def test_a_budget_too_small_for_the_teacher_pass_keeps_room_for_a_baseline() -> None:
+    # The teacher pass (16 examples) would leave less than the proposals (5 calls) and a
+    # baseline on one minibatch (5): it is skipped, and the search runs on 5 examples.
     fake, lm = Fake(), PromptModel()
     outcome = await runner(fake, lm, budget=Budget(max_lm_calls=24)).run()
+    assert (outcome.status, outcome.stop_reason) == ("completed", "finished")
+    assert outcome.usage.calls <= 24
+    assert [c for c in fake.calls if c[1] == "train"] == []
+    assert (outcome.details["bootstrapped"], outcome.details["valset_size"]) == (0, 5)
+    assert outcome.baseline_score is not None
+    assert outcome.best_score is not None
+    assert outcome.best_score >= outcome.baseline_score
+    # With 6 more calls, the teacher pass fits beside that room.
+    fake = Fake()
+    outcome = await runner(fake, PromptModel(), budget=Budget(max_lm_calls=30)).run()
+    assert outcome.usage.calls <= 30
+    assert outcome.details["bootstrapped"] > 0
+    # A budget the proposals alone use up ends the run before any score.
+    fake = Fake()
+    outcome = await runner(fake, PromptModel(), budget=Budget(max_lm_calls=5)).run()
     assert (outcome.status, outcome.stop_reason) == ("budget_exhausted", "max_lm_calls")
-    assert fake.val() == []
-    assert (outcome.best_score, outcome.baseline_score) == (None, None)
+    assert (fake.calls, outcome.baseline_score, outcome.best_score) == ([], None, None)
 
 
 @pytest.mark.unit

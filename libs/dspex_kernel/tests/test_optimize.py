@@ -203,6 +203,7 @@ async def narrowing(ctx: StrategyContext) -> StrategyResult:
     assert candidate.indices == (0, 2)
     full = await ctx.evaluate({"k": 30})  # reuses 0 and 2 where they had no error
     assert (len(ctx.valset), full.indices) == (3, (0, 1, 2))
+    assert [o.index for o in full.outcomes] == [0, 1, 2]
     return StrategyResult({"k": 30}, full.score, {"baseline": baseline.score})
 
 
@@ -216,8 +217,11 @@ async def test_a_strategy_scoring_its_own_baseline_may_narrow_the_valset_first()
     assert len(sample) == 3
     assert set(sample) < set(range(len(VAL)))
     assert list(sample) == sorted(sample)
-    # The backend and the log see the valset's own numbering.
+    # The backend and the log see the valset's own numbering, and reuse works in it: of
+    # the two examples scored, the one without an error (valset index % 3) is not sent.
     assert ev.calls[2] == (2, {"k": 30}, "val", (sample[0], sample[2]))
+    again_sent = tuple(i for i in sample if i == sample[1] or i % 3 == 0)
+    assert ev.calls[3] == (3, {"k": 30}, "val", again_sent)
     assert all(set(c[3]) <= set(sample) for c in ev.calls[1:])
     # Full-valset scores are scores on the sample: the baseline and the best are tracked.
     assert outcome.baseline_score == outcome.details["baseline"] == 0.1
@@ -231,14 +235,16 @@ async def test_a_strategy_scoring_its_own_baseline_may_narrow_the_valset_first()
 
 async def test_only_a_strategy_scoring_its_own_baseline_may_narrow_the_valset() -> None:
     async def late(ctx: StrategyContext) -> StrategyResult:
-        ctx.sample_valset(len(ctx.valset))  # the whole valset: nothing to narrow
+        # The runner scored the baseline on the whole valset: it stays the valset.
         ctx.sample_valset(2)
-        return StrategyResult({}, 0.0)
+        full = await ctx.evaluate({"k": 20})
+        return StrategyResult({"k": 20}, full.score, {"size": len(ctx.valset)})
 
-    outcome = await runner(late, InMemoryCallLog(), FakeEvaluate()).run()
-    assert outcome.status == "failed"
-    assert outcome.error is not None
-    assert "scores its own baseline" in outcome.error["message"]
+    ev = FakeEvaluate()
+    outcome = await runner(late, InMemoryCallLog(), ev).run()
+    assert outcome.status == "completed"
+    assert outcome.details["size"] == len(VAL)
+    assert ev.calls[1] == (1, {"k": 20}, "val", tuple(range(len(VAL))))
 
     @scores_own_baseline
     async def after_use(ctx: StrategyContext) -> StrategyResult:

@@ -147,13 +147,14 @@ class StrategyContext:
         """Score on ``size`` examples of the valset from here on, drawn with the run's
         seed: ``valset`` becomes them (in their order), indices refer to them, and a
         full-valset score is a score on them. Only before the run's first valset
-        evaluation; a size at least the valset's changes nothing."""
+        evaluation; a size at least the valset's changes nothing, and so does any size
+        where the baseline is already scored (see :func:`scores_own_baseline`) or outside
+        a runner: the whole valset is kept, with a note."""
         if size >= len(self.valset):
             return
         if self.narrow_valset is None:
-            raise RuntimeError(
-                "only a strategy that scores its own baseline, in a runner, narrows the valset"
-            )
+            self.note(f"the whole valset is kept: only a runner narrows it, to {size} examples")
+            return
         self.valset = self.narrow_valset(size)
 
     def note(self, message: str) -> None:

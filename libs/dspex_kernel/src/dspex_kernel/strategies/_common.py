@@ -32,13 +32,14 @@ def best_of(
 
 class CallPlan:
     """What evaluations cost under a ``max_lm_calls`` budget: the most LM calls per example
-    seen (a program's stages and retries), starting from the baseline's, against the calls
-    left. Read it only between calls (no call in flight), so that a replay, which answers
-    the same evaluations with the same usage, decides alike."""
+    seen (a program's stages and retries), starting from the baseline's if given, against
+    the calls left. Read it only between calls (no call in flight), so that a replay, which
+    answers the same evaluations with the same usage, decides alike."""
 
-    def __init__(self, ctx: StrategyContext, baseline: Evaluation) -> None:
+    def __init__(self, ctx: StrategyContext, baseline: Evaluation | None = None) -> None:
         self.ctx, self.per_example = ctx, 1.0
-        self.seen(baseline)
+        if baseline is not None:
+            self.seen(baseline)
 
     def seen(self, evaluation: Evaluation) -> Evaluation:
         """Learn from an evaluation's usage (of the examples it sent); returns it."""

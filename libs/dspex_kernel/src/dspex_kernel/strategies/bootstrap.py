@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._base import StrategyContext, StrategyParamsError, StrategyResult
-from ._common import baseline_of, best_of, temperature_range
+from ._common import CallPlan, baseline_of, best_of, temperature_range
 from ._demos import Demo, DemoStage, demo_stages, labeled_demo, traced_demos
 from ._racing import screen
 from ._records import canonical
@@ -87,19 +87,32 @@ async def bootstrap(ctx: StrategyContext) -> StrategyResult:
     return best_of(baseline, pairs, details)
 
 
-async def _collect(ctx: StrategyContext, s: _Settings, stages: Sequence[DemoStage]) -> list[Trace]:
+async def _collect(
+    ctx: StrategyContext,
+    s: _Settings,
+    stages: Sequence[DemoStage],
+    plan: CallPlan | None = None,
+    reserve: tuple[int, int] = (0, 0),
+) -> list[Trace]:
     """Run the teacher on the trainset in order, a batch at a time, until ``s.pool``
-    examples were answered well enough (or the trainset is used up)."""
+    examples were answered well enough (or the trainset is used up). With a ``plan``, its
+    calls teach the plan their cost, and under a call budget no batch starts that would
+    not leave ``reserve`` (examples to evaluate, other LM calls) at that cost."""
     traces: list[Trace] = []
     start = 0
     while len(traces) < s.pool and start < len(ctx.trainset):
         pending = list(range(start, min(start + s.batch, len(ctx.trainset))))
+        if plan is not None and not plan.fits(plan.cost(len(pending) + reserve[0]) + reserve[1]):
+            ctx.note("bootstrapping demos: the LM-call budget leaves no room for more")
+            break
         start += len(pending)
         for round_ in range(s.max_rounds):
             if not pending:
                 break
             overrides = {**s.teacher, **_round_settings(ctx, round_)}
             evaluation = await ctx.evaluate(overrides, pending, split="train", want_traces=True)
+            if plan is not None:
+                plan.seen(evaluation)
             failed = []
             for outcome in evaluation.outcomes:
                 demos = None

@@ -24,7 +24,8 @@ the search can afford: under a ``max_lm_calls`` budget too small for the planned
 together to the most examples at which it fits (not below one minibatch), so the search
 keeps its trials and measures each on fewer examples, instead of spending the budget on
 a few precise ones (on math_qa at half of DSPy's calls, ten seeds: held-out 0.719 against
-0.650 on the whole valset). The search is anytime too: a trial starts only if the
+0.650 on the whole valset); the teacher pass stops in time to leave room for the
+proposals and a baseline on one minibatch. The search is anytime too: a trial starts only if the
 leader's full evaluation still fits after it (costs from the most LM calls per example
 seen), periodic full evaluations only if a later trial and its leader's still fit, and
 when trials must stop the leader gets its full evaluation, so the run ends completed with
@@ -152,7 +153,14 @@ async def mipro(ctx: StrategyContext) -> StrategyResult:
         return best_of(await ctx.evaluate({}), [], {"trials": 0})
 
     ctx.note(f"mipro ({p.preset}): bootstrapping demos from the trainset")
-    traces = await _collect(ctx, boot, stages) if boot.pool else []
+    costs = CallPlan(ctx)  # calls per example, learnt from the teacher's, then the search's
+    # Under a call budget the teacher stops in time for the proposals and a baseline on at
+    # least one minibatch.
+    proposals = (p.summary_batches + 1 if p.summary_batches else 0) + len(stages) * (
+        p.instructions - 1
+    )
+    reserve = (_floor(ctx, p), proposals if p.instructions > 1 else 0)
+    traces = await _collect(ctx, boot, stages, costs, reserve) if boot.pool else []
     demo_sets = _demo_options(ctx, boot, stages, traces, p.zero_shot)
     instructions: dict[str, list[str]] = {s.name: [_instruction(ctx, s.name)] for s in stages}
     skipped = 0
@@ -174,8 +182,8 @@ async def mipro(ctx: StrategyContext) -> StrategyResult:
     for s in stages:
         dims += [(f"{s.name}.instructions", instructions[s.name]), (s.path, demo_sets[s.name])]
     dims = [d for d in dims if len(d[1]) > 1]
-    p = _narrow(ctx, p, len(stages))
-    baseline = await ctx.evaluate({})
+    p = _narrow(ctx, p if dims else replace(p, trials=0), costs.per_example)
+    baseline = costs.seen(await ctx.evaluate({}))
     details: dict[str, Any] = {
         "auto": p.preset,
         "valset_size": len(ctx.valset),
@@ -186,30 +194,36 @@ async def mipro(ctx: StrategyContext) -> StrategyResult:
     }
     if not dims or p.trials == 0:
         return best_of(baseline, [], {**details, "trials": 0})
-    search = _Search(ctx, dims, baseline, p)
+    search = _Search(ctx, dims, baseline, p, costs)
     await search.run()
     return best_of(baseline, search.full_scored, {**details, **search.counts()})
 
 
-def _narrow(ctx: StrategyContext, p: _Plan, calls_per_example: int) -> _Plan:
+def _floor(ctx: StrategyContext, p: _Plan) -> int:
+    """The fewest valset examples a budget narrows the valset to: one minibatch."""
+    n = min(len(ctx.valset), p.val_size)
+    return p.minibatch if 0 < p.minibatch < n else n
+
+
+def _narrow(ctx: StrategyContext, p: _Plan, per_example: float) -> _Plan:
     """Narrow the valset to ``val_size`` examples (as DSPy's presets do) and, unless that
     is given, under a call budget too small for the search the plan asks for further: to
-    the most examples at
-    which its baseline, its trials and its leaders' full evaluations fit in the calls left,
-    the minibatch scaled alike (not below one minibatch of the plan). Returns the plan with
-    the minibatch it will use."""
+    the most examples at which its baseline, its trials and its leaders' full evaluations
+    fit in the calls left (at ``per_example`` calls), the minibatch scaled alike, not below
+    one minibatch of the plan unless not even the baseline fits there. Returns the plan
+    with the minibatch it will use."""
     n = min(len(ctx.valset), p.val_size)
     batch = p.minibatch if 0 < p.minibatch < n else 0
     left = ctx.calls_left()
     if left is not None and batch and "val_size" not in ctx.params:
         leaders = math.ceil(p.trials / p.full_eval_steps)
 
-        def cost(m: int) -> int:
+        def cost(m: int) -> float:
             b = max(1, round(batch * m / n))
-            return calls_per_example * (m + p.trials * b + leaders * (m - b))
+            return per_example * (m + p.trials * b + leaders * (m - b))
 
         fits = [m for m in range(batch, n + 1) if cost(m) <= left]
-        m = fits[-1] if fits else batch
+        m = fits[-1] if fits else max(1, min(batch, math.floor(left / per_example)))
         if m < n:
             ctx.note(f"mipro: the LM-call budget fits the search on {m} valset examples")
             batch, n = max(1, round(batch * m / n)), m
@@ -260,7 +274,12 @@ class _Search:
     full-valset scores."""
 
     def __init__(
-        self, ctx: StrategyContext, dims: Sequence[Dimension], baseline: Evaluation, p: _Plan
+        self,
+        ctx: StrategyContext,
+        dims: Sequence[Dimension],
+        baseline: Evaluation,
+        p: _Plan,
+        plan: CallPlan,
     ) -> None:
         self.ctx, self.dims, self.p = ctx, dims, p
         n_val = len(ctx.valset)
@@ -274,7 +293,9 @@ class _Search:
         self.reused_batches = self.reused_examples = 0
         self.trials_run = 0
         self.budget_stopped = False
-        self.plan = CallPlan(ctx, baseline)  # what a trial will cost, under a budget
+        self.plan = plan  # what a trial will cost, under a budget
+        self.answered: dict[Key, set[int]] = {}  # examples scored without error, by key
+        self.worst_errors = 0  # the most examples one minibatch answered with an error
         self.distributions = self._distributions()
         self.study = self._study(baseline.score)
 
@@ -341,9 +362,18 @@ class _Search:
         return trial, tuple(int(trial.params[path]) for path, _ in self.dims)
 
     def _leader_cost(self) -> float:
-        """Calls to keep for the leader's full evaluation: the examples a leader lacks (it
-        has a minibatch already; none to keep when trials are full)."""
-        return self.plan.cost(len(self.ctx.valset) - self.minibatch) if self.minibatch else 0.0
+        """Calls to keep for the leader's full evaluation after a trial: the examples the
+        leader lacks, be it today's or the trial's (a minibatch, less as many errors as a
+        minibatch had at most; the runner sends an example that failed again). None to
+        keep when trials are full evaluations."""
+        if not self.minibatch:
+            return 0.0
+        n = len(self.ctx.valset)
+        lacking = n - self.minibatch + self.worst_errors
+        leader = self._leader()
+        if leader is not None:
+            lacking = max(lacking, n - len(self.answered.get(leader, ())))
+        return self.plan.cost(lacking)
 
     def _room(self, calls: float) -> bool:
         return self.plan.fits(calls)
@@ -352,7 +382,10 @@ class _Search:
         return self.plan.cost(self.minibatch or len(self.ctx.valset))
 
     async def _on_batch(self, key: Key, batch: Sequence[int]) -> float:
-        evaluation = await self.ctx.evaluate(self._overrides(key), batch)
+        evaluation = self.plan.seen(await self.ctx.evaluate(self._overrides(key), batch))
+        answered = {o.index for o in evaluation.outcomes if o.error is None}
+        self.answered.setdefault(key, set()).update(answered)
+        self.worst_errors = max(self.worst_errors, len(batch) - len(answered))
         self.reused_examples += evaluation.reused
         self.reused_batches += evaluation.reused == len(batch)
         score = self._paired(evaluation, batch)
@@ -378,6 +411,7 @@ class _Search:
             evaluation, full = await challenge(self.ctx, overrides, self.best_full)
         else:
             evaluation, full = await self.ctx.evaluate(overrides), True
+        self.plan.seen(evaluation)
         self.full[key] = evaluation.score
         if not full:
             self.stopped_early += 1
