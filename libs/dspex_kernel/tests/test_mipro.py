@@ -602,6 +602,28 @@ async def test_a_trial_starts_only_if_its_leaders_full_evaluation_fits_after_it(
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("seed", range(4))
+async def test_a_periodic_full_evaluation_waits_while_it_would_crowd_out_the_next_trial(
+    seed: int,
+) -> None:
+    # Trials cost 5, a leader's full evaluation 15, and one is due after every trial. With
+    # 30 calls left after the baseline, scoring trial 1's leader at once (25 left) would
+    # leave no room for trial 2 and its leader's (20): the search runs its three trials
+    # and scores the leader once, at the end.
+    params = {"race": False, "val_size": len(VAL), "num_trials": 3}
+    params |= {"minibatch_full_eval_steps": 1}
+    zero = {**params, "num_trials": 0}
+    before = (await runner(Fake(), PromptModel(), zero, seed=seed).run()).usage
+    fake = Fake()
+    budget = Budget(max_lm_calls=before.calls + 30)
+    outcome = await runner(fake, PromptModel(), params, seed=seed, budget=budget).run()
+    assert outcome.usage.calls <= before.calls + 30
+    assert outcome.details["trials"] == 3
+    assert outcome.details["stopped_for_budget"] == 0
+    assert len(fake.full()) == 2  # the baseline and the leader at the end
+
+
+@pytest.mark.unit
 async def test_same_seed_same_calls_and_a_recorded_run_replays_without_calls() -> None:
     log, first, first_lm = InMemoryCallLog(), Fake(), PromptModel()
     done = await runner(first, first_lm, log=log).run()
