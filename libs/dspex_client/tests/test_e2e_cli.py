@@ -6,6 +6,7 @@ another test's calls."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,25 @@ def test_each_budget_stops_the_run_with_its_reason(
         lambda: finished_run_record(summary["run_id"], stack.nats_url), "the finished run record"
     )
     assert record["stop_reason"] == reason
+
+
+def test_a_budgeted_mipro_run_says_how_many_valset_examples_its_scores_are_on(
+    stack: Stack, registered: str, tmp_path: Path
+) -> None:
+    # Too few calls for mipro's planned search on all 30 validation examples: it scores
+    # the baseline and its trials on a sample, and the CLI says so.
+    train, val = data(tmp_path, "train", 200, 30), data(tmp_path, "dev", 40, 30)
+    params = "--param num_candidates=3 --param minibatch_size=10"
+    command = f"--metric numeric --strategy mipro --seed 2 {params} --max-lm-calls 120"
+    args = ["optimize", registered, *command.split(), "--watch", "--timeout", "120"]
+    result = dspex([*args, "--trainset", train, "--valset", val], stack.nats_url)
+    assert result.exit_code == 0, explain(result)
+    summary = last_json(result)
+    assert summary["status"] == "completed"
+    assert 0 < summary["lm_calls"] <= 120
+    found = re.search(r"\(on (\d+) valset examples\)", result.stderr)
+    assert found is not None, result.stderr
+    assert 10 <= int(found.group(1)) < 30
 
 
 def test_pause_resume_cancel_through_the_cli(stack: Stack, registered: str, tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def processes(nats_server: NatsServer, tmp_path: Path, sim_lm: str) -> Iterator[
 
 def result(event: RunCompleted) -> tuple[object, ...]:
     p = event.payload
-    return (p.status, p.best_assignment, p.best_overrides, p.best_score, p.evaluations)
+    return (p.status, p.best_assignment, p.best_overrides, p.best_score, p.evaluations, p.details)
 
 
 STRATEGIES = {

@@ -86,6 +86,8 @@ async def test_a_run_completes_with_its_best_candidate() -> None:
     assert set(p.best_assignment) <= {"temperature", "module"}
     assert p.program == ProgramRef(name="qa", version=1)
     assert p.evaluations == len(h.proposals()) > 1
+    assert p.details is not None
+    assert p.details["candidates"] == 6  # what the strategy reported of its search
     assert p.usage.calls == 12 * p.evaluations
     assert p.usage.cost_usd == pytest.approx(0.012 * p.evaluations)
     first = h.proposals()[0].payload

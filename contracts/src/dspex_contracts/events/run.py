@@ -133,6 +133,14 @@ class RunCompletedPayload(RunScoped):
         default_factory=UsageInfo, description="LM usage of the whole run, cache hits counted."
     )
     evaluations: int = Field(default=0, ge=0, description="Evaluation calls answered.")
+    details: dict[str, Any] | None = Field(
+        default=None,
+        max_length=MAX_KEYS,
+        description="What the strategy reports of its search: trials, steps, and the number "
+        "of valset examples its scores (the baseline's too) are on when it narrowed the "
+        "valset to fit a budget.",
+        examples=[{"trials": 10, "valset_size": 40, "minibatch_size": 14}],
+    )
     wall_s: float = Field(
         default=0.0,
         ge=0.0,

@@ -237,6 +237,7 @@ def completed_event(
             best_overrides=overrides if best is not None else None,
             usage=usage_info(outcome.usage),
             evaluations=outcome.evaluations,
+            details=dict(outcome.details) or None,
             wall_s=max(outcome.wall_s, 0.0),
             apply=request.payload.apply,
             error=_error_info(error) if error is not None else None,

@@ -37,9 +37,11 @@ async def follow(
         p = last.payload
         reason = f" ({p.stop_reason})" if p.stop_reason else ""
         applied = f"; registered as version {p.applied_version}" if p.applied_version else ""
+        size = (p.details or {}).get("valset_size")
+        on = f" (on {size} valset examples)" if isinstance(size, int) else ""
         err.print(
             f"run {run_id} {p.status.value}{reason}: baseline {summary['baseline_score']}, "
-            f"best {summary['best_score']}, {p.usage.calls} LM calls, "
+            f"best {summary['best_score']}{on}, {p.usage.calls} LM calls, "
             f"${p.usage.cost_usd:.4f}, {p.wall_s:.1f} s{applied}",
             highlight=False,
         )
