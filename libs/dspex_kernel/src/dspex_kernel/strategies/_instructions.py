@@ -70,6 +70,14 @@ class ProposalStage:
     demo_sets: Sequence[Sequence[Mapping[str, Any]]]
 
 
+def proposal_calls(n_stages: int, per_stage: int, summary_batches: int) -> int:
+    """The most LM calls :func:`summarize_data` and :func:`propose` make together (none
+    when no instruction is proposed)."""
+    if per_stage < 1:
+        return 0
+    return (summary_batches + 1 if summary_batches else 0) + n_stages * per_stage
+
+
 async def summarize_data(ctx: StrategyContext, model: str, batches: int, batch_size: int) -> str:
     """Observations over ``batches`` random samples of the trainset (asked concurrently),
     merged by one more call; "" when ``batches`` is 0 or nothing parsed."""

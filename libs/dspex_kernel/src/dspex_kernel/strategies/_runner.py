@@ -113,6 +113,7 @@ class Runner:
         self._sizes = {"train": len(trainset), "val": len(valset)}
         self._full_val = tuple(range(len(valset)))
         self._val_sample: tuple[int, ...] | None = None  # strategy index -> valset index
+        self._val_position: dict[int, int] = {}  # and back
         self._val_used = False
         self._state = RunState()
         self._next_call = 0
@@ -182,6 +183,7 @@ class Runner:
             raise ValueError(f"size must lie in [1, {len(self._valset)}]")
         draw = random.Random(f"valset-{self._seed}")
         self._val_sample = tuple(sorted(draw.sample(range(len(self._valset)), size)))
+        self._val_position = {index: i for i, index in enumerate(self._val_sample)}
         self._full_val = self._val_sample
         self._sizes["val"] = size
         return [self._valset[i] for i in self._val_sample]
@@ -259,7 +261,7 @@ class Runner:
         """``evaluation`` in the strategy's numbering of a narrowed valset."""
         if evaluation.split != "val" or self._val_sample is None:
             return evaluation
-        position = {index: i for i, index in enumerate(self._val_sample)}
+        position = self._val_position
         outcomes = tuple(
             dataclasses.replace(o, index=position[o.index]) for o in evaluation.outcomes
         )

@@ -68,7 +68,7 @@ from ._base import (
 )
 from ._common import CallPlan, best_of
 from ._demos import DemoStage, demo_stages
-from ._instructions import ProposalStage, propose, summarize_data
+from ._instructions import ProposalStage, proposal_calls, propose, summarize_data
 from ._prompting import prompt_model
 from ._racing import challenge, paired_differences
 from .beacon import _quiet
@@ -156,10 +156,9 @@ async def mipro(ctx: StrategyContext) -> StrategyResult:
     costs = CallPlan(ctx)  # calls per example, learnt from the teacher's, then the search's
     # Under a call budget the teacher stops in time for the proposals and a baseline on at
     # least one minibatch.
-    proposals = (p.summary_batches + 1 if p.summary_batches else 0) + len(stages) * (
-        p.instructions - 1
-    )
-    reserve = (_floor(ctx, p), proposals if p.instructions > 1 else 0)
+    n_val, minibatch = _sizes(ctx, p)
+    proposals = proposal_calls(len(stages), p.instructions - 1, p.summary_batches)
+    reserve = (minibatch or n_val, proposals)
     traces = await _collect(ctx, boot, stages, costs, reserve) if boot.pool else []
     demo_sets = _demo_options(ctx, boot, stages, traces, p.zero_shot)
     instructions: dict[str, list[str]] = {s.name: [_instruction(ctx, s.name)] for s in stages}
@@ -199,10 +198,11 @@ async def mipro(ctx: StrategyContext) -> StrategyResult:
     return best_of(baseline, search.full_scored, {**details, **search.counts()})
 
 
-def _floor(ctx: StrategyContext, p: _Plan) -> int:
-    """The fewest valset examples a budget narrows the valset to: one minibatch."""
+def _sizes(ctx: StrategyContext, p: _Plan) -> tuple[int, int]:
+    """The valset size ``val_size`` allows and the minibatch on it (0: trials are full
+    evaluations)."""
     n = min(len(ctx.valset), p.val_size)
-    return p.minibatch if 0 < p.minibatch < n else n
+    return n, p.minibatch if 0 < p.minibatch < n else 0
 
 
 def _narrow(ctx: StrategyContext, p: _Plan, per_example: float) -> _Plan:
@@ -212,8 +212,7 @@ def _narrow(ctx: StrategyContext, p: _Plan, per_example: float) -> _Plan:
     fit in the calls left (at ``per_example`` calls), the minibatch scaled alike, not below
     one minibatch of the plan unless not even the baseline fits there. Returns the plan
     with the minibatch it will use."""
-    n = min(len(ctx.valset), p.val_size)
-    batch = p.minibatch if 0 < p.minibatch < n else 0
+    n, batch = _sizes(ctx, p)
     left = ctx.calls_left()
     if left is not None and batch and "val_size" not in ctx.params:
         leaders = math.ceil(p.trials / p.full_eval_steps)
@@ -282,8 +281,7 @@ class _Search:
         plan: CallPlan,
     ) -> None:
         self.ctx, self.dims, self.p = ctx, dims, p
-        n_val = len(ctx.valset)
-        self.minibatch = p.minibatch if 0 < p.minibatch < n_val else 0
+        self.minibatch = p.minibatch  # as _narrow left it: 0 or less than the valset
         base: Key = (0,) * len(dims)
         self.batch_scores: dict[Key, list[float]] = {}
         self.full: dict[Key, float] = {base: baseline.score}
